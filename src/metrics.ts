@@ -1,0 +1,55 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+// Every metric ctrserve exports, on one registry per app instance (tests build many apps).
+export interface Metrics {
+  readonly registry: Registry
+  readonly requestStage: Histogram<'stage'>
+  readonly cacheLookups: Counter<'tier' | 'modality' | 'result'>
+  readonly sources: Counter<'modality' | 'source'>
+  readonly queueDepth: Gauge<'queue'>
+  readonly jobs: Counter<'modality' | 'outcome'>
+  readonly embedSeconds: Histogram<'modality'>
+  readonly redisErrors: Counter<'op'>
+  readonly fetchFailures: Counter<'reason'>
+}
+
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
+
+export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics {
+  const registry = new Registry()
+  if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'ctrserve_' })
+  const registers = [registry]
+  return {
+    registry,
+    requestStage: new Histogram({
+      name: 'ctrserve_request_stage_seconds', help: 'Latency of /predict by stage (total, validate, lookup, compute, head, stats)',
+      labelNames: ['stage'], buckets: LATENCY_BUCKETS, registers,
+    }),
+    cacheLookups: new Counter({
+      name: 'ctrserve_cache_lookups_total', help: 'Embedding cache lookups by tier, modality and result (hit/miss)',
+      labelNames: ['tier', 'modality', 'result'], registers,
+    }),
+    sources: new Counter({
+      name: 'ctrserve_embedding_sources_total', help: 'Where each served embedding came from (l1, l2, computed, oov, absent)',
+      labelNames: ['modality', 'source'], registers,
+    }),
+    queueDepth: new Gauge({
+      name: 'ctrserve_queue_depth', help: 'Embedding jobs waiting', labelNames: ['queue'], registers,
+    }),
+    jobs: new Counter({
+      name: 'ctrserve_embedding_jobs_total', help: 'Embedding jobs by outcome (done, retried, failed, deduplicated, dropped, negative)',
+      labelNames: ['modality', 'outcome'], registers,
+    }),
+    embedSeconds: new Histogram({
+      name: 'ctrserve_embedding_seconds', help: 'Time to compute one micro-batch of embeddings',
+      labelNames: ['modality'], buckets: LATENCY_BUCKETS, registers,
+    }),
+    redisErrors: new Counter({
+      name: 'ctrserve_redis_errors_total', help: 'Redis calls that failed or timed out', labelNames: ['op'], registers,
+    }),
+    fetchFailures: new Counter({
+      name: 'ctrserve_image_fetch_failures_total', help: 'Image fetches that ended without an image, by reason',
+      labelNames: ['reason'], registers,
+    }),
+  }
+}

@@ -1,0 +1,64 @@
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { Redis } from 'ioredis'
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.once('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address()
+      const port = typeof addr === 'object' && addr ? addr.port : 0
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+export interface RedisServer {
+  readonly port: number
+  readonly url: string
+  /** Kill the server (SIGKILL); `start()` brings it back on the same port with the same data dir. */
+  kill(): Promise<void>
+  start(): Promise<void>
+  stop(): Promise<void>
+}
+
+/** A real redis-server on a free loopback port, with append-only persistence in a temp dir. */
+export async function startRedis(): Promise<RedisServer> {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'ctrserve-redis-'))
+  let child: ChildProcess | undefined
+
+  const start = async (): Promise<void> => {
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
+      '--appendonly', 'yes', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' })
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      try {
+        await probe.connect()
+        await probe.ping()
+        probe.disconnect()
+        return
+      } catch (err) {
+        probe.disconnect()
+        if (Date.now() > deadline) throw new Error(`redis-server did not start on port ${port}: ${String(err)}`)
+        await sleep(50)
+      }
+    }
+  }
+  const kill = async (): Promise<void> => {
+    const c = child
+    if (!c || c.exitCode !== null) return
+    await new Promise<void>((resolve) => { c.once('exit', () => resolve()); c.kill('SIGKILL') })
+  }
+  await start()
+  return {
+    port, url: `redis://127.0.0.1:${port}`, kill, start,
+    stop: async () => { await kill(); rmSync(dir, { recursive: true, force: true }) },
+  }
+}
