@@ -1,0 +1,81 @@
+import envSchema from 'env-schema'
+import { CtrError } from './errors.ts'
+
+// Every setting comes from the environment and is validated once at start-up; a bad value stops
+// the server with a message naming the variable. The README's configuration table mirrors this.
+const schema = {
+  type: 'object',
+  properties: {
+    PORT: { type: 'integer', minimum: 0, maximum: 65535, default: 3000 },
+    HOST: { type: 'string', default: '0.0.0.0' },
+    MODEL_DIR: { type: 'string', default: 'models/ctr-synth' },
+    REDIS_URL: { type: 'string', default: '' },
+    REDIS_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'ctr' },
+    CACHE_TTL_SECONDS: { type: 'integer', minimum: 60, default: 7 * 24 * 3600 },
+    L1_MAX_BYTES: { type: 'integer', minimum: 1_048_576, default: 256 * 1024 * 1024 },
+    L1_SNAPSHOT_PATH: { type: 'string', default: '' },
+    L1_SNAPSHOT_INTERVAL_S: { type: 'integer', minimum: 0, default: 300 },
+    MISS_POLICY: { type: 'string', enum: ['oov', 'budget'], default: 'oov' },
+    BUDGET_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 200 },
+    MAX_ITEMS: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
+    IMAGE_FETCH_TIMEOUT_MS: { type: 'integer', minimum: 50, maximum: 60_000, default: 3000 },
+    IMAGE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 100 * 1024 * 1024, default: 8 * 1024 * 1024 },
+    IMAGE_MAX_PIXELS: { type: 'integer', minimum: 1024, default: 25_000_000 },
+    IMAGE_ALLOWED_HOSTS: { type: 'string', default: '' },
+    IMAGE_HOST_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 16 },
+    EMBED_WORKERS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
+    EMBED_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
+    EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
+    QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
+    ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
+    HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
+    MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 500 },
+    LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
+  },
+} as const
+
+export interface Config {
+  PORT: number
+  HOST: string
+  MODEL_DIR: string
+  REDIS_URL: string
+  REDIS_PREFIX: string
+  CACHE_TTL_SECONDS: number
+  L1_MAX_BYTES: number
+  L1_SNAPSHOT_PATH: string
+  L1_SNAPSHOT_INTERVAL_S: number
+  MISS_POLICY: 'oov' | 'budget'
+  BUDGET_MS: number
+  MAX_ITEMS: number
+  IMAGE_FETCH_TIMEOUT_MS: number
+  IMAGE_MAX_BYTES: number
+  IMAGE_MAX_PIXELS: number
+  IMAGE_ALLOWED_HOSTS: string
+  IMAGE_HOST_CONCURRENCY: number
+  EMBED_WORKERS: number
+  EMBED_BATCH_SIZE: number
+  EMBED_CONCURRENCY: number
+  QUEUE_CAPACITY: number
+  ORT_INTRA_OP_THREADS: number
+  HEAD_INTRA_OP_THREADS: number
+  MAX_EVENT_LOOP_DELAY_MS: number
+  LOG_LEVEL: string
+}
+
+/** Read and validate the configuration; `overrides` (tests, CLI flags) win over the environment. */
+export function loadConfig(overrides: Partial<Record<keyof Config, string | number>> = {}, env: NodeJS.ProcessEnv = process.env): Config {
+  const data: Record<string, unknown> = {}
+  for (const key of Object.keys(schema.properties)) {
+    const v = (overrides as Record<string, unknown>)[key] ?? env[key]
+    if (v !== undefined) data[key] = v
+  }
+  try {
+    return envSchema<Config>({ schema, data, dotenv: false, env: false })
+  } catch (err) {
+    throw new CtrError('BAD_CONFIG', ['environment', err instanceof Error ? err.message : String(err)])
+  }
+}
+
+export function allowedHosts(config: Config): string[] {
+  return config.IMAGE_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+}

@@ -1,0 +1,25 @@
+// Messages between the main thread and an encoder worker thread.
+
+export interface EncoderWorkerData {
+  readonly kind: 'image' | 'text'
+  readonly modelPath: string
+  readonly intraOpThreads: number
+  readonly inputName: string
+  readonly outputName: string
+  readonly dim: number
+  /** Image: [channels, height, width] of one input. */
+  readonly imageShape?: readonly [number, number, number]
+  /** Text: tokenizer folder, max tokens, pad id, attention-mask input name. */
+  readonly tokenizerDir?: string
+  readonly maxLength?: number
+  readonly padId?: number
+  readonly maskName?: string
+}
+
+export type EncoderRequest =
+  | { readonly id: number; readonly kind: 'image'; readonly n: number; readonly tensor: Float32Array }
+  | { readonly id: number; readonly kind: 'text'; readonly titles: readonly string[] }
+
+export type EncoderResponse =
+  | { readonly id: number; readonly ok: true; readonly embeddings: Float32Array; readonly inputIds?: number[][] }
+  | { readonly id: number; readonly ok: false; readonly error: string }

@@ -1,0 +1,69 @@
+import { normalCdf } from './normal-cdf.ts'
+
+/** One item's mixture of K logit-normal components: z ~ Σ πk N(μk, σk²), p = sigmoid(z). */
+export interface Mixture {
+  readonly pi: ArrayLike<number>
+  readonly mu: ArrayLike<number>
+  readonly sigma: ArrayLike<number>
+}
+
+export interface GaussHermite {
+  readonly nodes: readonly number[]
+  readonly weights: readonly number[]
+}
+
+const SQRT2 = Math.SQRT2
+const INV_SQRT_PI = 1 / Math.sqrt(Math.PI)
+
+function sigmoid(z: number): number {
+  return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z))
+}
+
+/** Mean and standard deviation of p by Gauss–Hermite quadrature over each component. */
+export function mixtureMoments(m: Mixture, gh: GaussHermite): { mean: number; std: number } {
+  let m1 = 0
+  let m2 = 0
+  const n = gh.nodes.length
+  for (let k = 0; k < m.pi.length; k++) {
+    const pi = m.pi[k] as number
+    const mu = m.mu[k] as number
+    const s = SQRT2 * (m.sigma[k] as number)
+    let e1 = 0
+    let e2 = 0
+    for (let i = 0; i < n; i++) {
+      const p = sigmoid(mu + s * (gh.nodes[i] as number))
+      const w = gh.weights[i] as number
+      e1 += w * p
+      e2 += w * p * p
+    }
+    m1 += pi * e1 * INV_SQRT_PI
+    m2 += pi * e2 * INV_SQRT_PI
+  }
+  return { mean: m1, std: Math.sqrt(Math.max(0, m2 - m1 * m1)) }
+}
+
+export function mixtureCdfZ(m: Mixture, z: number): number {
+  let c = 0
+  for (let k = 0; k < m.pi.length; k++) {
+    c += (m.pi[k] as number) * normalCdf((z - (m.mu[k] as number)) / (m.sigma[k] as number))
+  }
+  return c
+}
+
+/** The q-quantile of p: bisection on the mixture CDF in z (sigmoid is monotone), then sigmoid. */
+export function mixtureQuantile(m: Mixture, q: number, tol = 1e-12): number {
+  let lo = Infinity
+  let hi = -Infinity
+  for (let k = 0; k < m.pi.length; k++) {
+    const mu = m.mu[k] as number
+    const s = m.sigma[k] as number
+    lo = Math.min(lo, mu - 12 * s)
+    hi = Math.max(hi, mu + 12 * s)
+  }
+  for (let i = 0; i < 200 && hi - lo > tol; i++) {
+    const mid = 0.5 * (lo + hi)
+    if (mixtureCdfZ(m, mid) < q) lo = mid
+    else hi = mid
+  }
+  return sigmoid(0.5 * (lo + hi))
+}

@@ -1,0 +1,28 @@
+import type { FastifyInstance } from 'fastify'
+
+export default async function healthRoutes(app: FastifyInstance): Promise<void> {
+  const rt = app.runtime
+  app.get('/healthz', { schema: { summary: 'Liveness' } }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { schema: { summary: 'Readiness: bundle loaded, Redis reachable when configured' } }, async (_req, reply) => {
+    const r = rt.readiness()
+    return reply.code(r.ready ? 200 : 503).send(r)
+  })
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
+    void reply.type(rt.metrics.registry.contentType)
+    return rt.metrics.registry.metrics()
+  })
+  app.get('/model', { schema: { summary: 'Bundle name, version, encoders and the fields the model knows' } }, async () => {
+    const m = rt.bundle.manifest
+    return {
+      name: m.name,
+      version: m.version,
+      encoders: {
+        image: { version: m.encoders.image.version, arch: m.encoders.image.arch, dim: m.encoders.image.output.dim },
+        text: { version: m.encoders.text.version, arch: m.encoders.text.arch, dim: m.encoders.text.output.dim },
+      },
+      fields: m.fields.map((f) => ({ name: f.name, scope: f.scope, type: f.type, multi: f.multi ?? false })),
+      mixture_components: m.mdn.k,
+      quantiles: m.mdn.quantiles,
+    }
+  })
+}
