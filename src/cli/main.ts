@@ -1,4 +1,6 @@
+import { scoreCommand } from './score.ts'
 import { verifyCommand } from './verify.ts'
+import { warmCommand } from './warm.ts'
 
 export interface Command {
   readonly name: string
@@ -6,7 +8,7 @@ export interface Command {
   run(argv: string[]): Promise<number>
 }
 
-const commands: Command[] = [verifyCommand]
+const commands: Command[] = [warmCommand, scoreCommand, verifyCommand]
 
 function usage(): string {
   return [

@@ -38,8 +38,9 @@ export function murmur3x86_32(bytes: Uint8Array, seed: number): number {
   return h >>> 0
 }
 
-/** Table row of one categorical value: 0 is the missing row, hashed values fill rows 1..rows-1. */
+/** Table row of one categorical value: 0 is the missing row (also for ""), hashed values fill rows 1..rows-1. */
 export function categoricalRow(field: FieldSpec, value: string): number {
   if (!field.hash) throw new Error(`field ${field.name} has no hash spec`)
+  if (value.length === 0) return 0
   return 1 + (murmur3x86_32(encoder.encode(value), field.hash.seed) % (field.rows - 1))
 }

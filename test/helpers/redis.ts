@@ -39,6 +39,7 @@ export async function startRedis(): Promise<RedisServer> {
     const deadline = Date.now() + 10_000
     for (;;) {
       const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null })
+      probe.on('error', () => undefined) // refused while the server starts; the loop retries
       try {
         await probe.connect()
         await probe.ping()
@@ -53,7 +54,7 @@ export async function startRedis(): Promise<RedisServer> {
   }
   const kill = async (): Promise<void> => {
     const c = child
-    if (!c || c.exitCode !== null) return
+    if (!c || c.exitCode !== null || c.signalCode !== null) return
     await new Promise<void>((resolve) => { c.once('exit', () => resolve()); c.kill('SIGKILL') })
   }
   await start()

@@ -1,0 +1,183 @@
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { ScenarioResult } from './lib/context.ts'
+import { SWEEP_P99_LIMIT_MS, maxRateWithin } from './lib/phases.ts'
+
+// Builds the summary (JSON + markdown table + targets) from the saved scenario results, so a
+// partial rerun (`--only 1,7`) merges with the results already on disk.
+
+export interface Row {
+  id: number
+  scenario: string
+  mode: string
+  rate: string
+  items: number
+  p50: number
+  p95: number
+  p99: number
+  p999: number
+  max: number
+  throughput: number
+  errors: number
+  l1HitRate: number
+  l2HitRate: number
+  oovRate: number
+  cpu: Record<string, number>
+  rssMiB: number
+  rssMaxMiB: number
+}
+
+export interface TargetCheck { target: string; value: string; pass: boolean | null }
+
+export interface Summary { generatedAt: string; machine: string; rows: Row[]; targets: TargetCheck[]; sweeps: Record<string, ScenarioResult['sweep']>; ceiling?: ScenarioResult['ceiling'] }
+
+export function loadResults(dir: string): ScenarioResult[] {
+  if (!existsSync(dir)) return []
+  return readdirSync(dir).filter((f) => /^scenario-\d+-.*\.json$/.test(f))
+    .map((f) => JSON.parse(readFileSync(join(dir, f), 'utf8')) as ScenarioResult)
+    .sort((a, b) => a.id - b.id)
+}
+
+function rowOf(r: ScenarioResult, label: string, m: NonNullable<ScenarioResult['main']>): Row {
+  const d = m.driver
+  return {
+    id: r.id, scenario: label, mode: d.mode,
+    rate: d.mode === 'closed' ? `closed×${m.load.connections}` : String(d.targetRate),
+    items: r.workload?.itemsPerRequest ?? 0,
+    p50: d.latency.p50, p95: d.latency.p95, p99: d.latency.p99, p999: d.latency.p999, max: d.latency.max,
+    throughput: d.throughput, errors: d.errors,
+    l1HitRate: m.cache?.l1HitRate ?? Number.NaN, l2HitRate: m.cache?.l2HitRate ?? Number.NaN, oovRate: m.cache?.oovRate ?? Number.NaN,
+    cpu: m.cpu, rssMiB: m.rss.endMiB, rssMaxMiB: m.rss.maxMiB,
+  }
+}
+
+export function rows(results: readonly ScenarioResult[]): Row[] {
+  const out: Row[] = []
+  for (const r of results) {
+    if (r.main) out.push(rowOf(r, `${r.id} ${r.title}`, r.main))
+    for (const [k, m] of Object.entries(r.extra)) {
+      const items = /items-(\d+)/.exec(k)
+      const row = rowOf(r, `${r.id} ${r.title} — ${k}`, m)
+      if (items) row.items = Number(items[1])
+      out.push(row)
+    }
+    if (r.ceiling) {
+      const c = r.ceiling
+      out.push({
+        id: r.id, scenario: `${r.id} ${r.title}`, mode: 'in-process', rate: 'max', items: c.itemsPerRequest,
+        p50: c.totalMs.p50, p95: c.totalMs.p95, p99: c.totalMs.p99, p999: c.totalMs.p999, max: c.totalMs.max,
+        throughput: c.requestsPerSecond, errors: 0, l1HitRate: Number.NaN, l2HitRate: Number.NaN, oovRate: Number.NaN,
+        cpu: { server: 1 }, rssMiB: Number.NaN, rssMaxMiB: Number.NaN,
+      })
+    }
+  }
+  return out
+}
+
+export function targets(results: readonly ScenarioResult[]): TargetCheck[] {
+  const by = new Map(results.map((r) => [r.id, r]))
+  const lat = (id: number) => by.get(id)?.main?.driver.latency
+  const t: TargetCheck[] = []
+  const check = (target: string, v: number | undefined, ok: (x: number) => boolean, fmt: (x: number) => string): void => {
+    t.push(v === undefined || !Number.isFinite(v) ? { target, value: 'not run', pass: null } : { target, value: fmt(v), pass: ok(v) })
+  }
+  const ms = (x: number): string => `${x.toFixed(2)} ms`
+  check('sc1 p99 ≤ 10 ms at 200 req/s, 100 items', lat(1)?.p99, (x) => x <= 10, ms)
+  const serverMax = by.get(1)?.sweep ? maxRateWithin(by.get(1)?.sweep, SWEEP_P99_LIMIT_MS) : undefined
+  check(`sc1 highest swept rate with p99 ≤ ${SWEEP_P99_LIMIT_MS} ms (report)`, serverMax, () => true, (x) => `${x} req/s`)
+  check('sc3 p99 ≤ 15 ms', lat(3)?.p99, (x) => x <= 15, ms)
+  check('sc4 p99 ≤ 20 ms', lat(4)?.p99, (x) => x <= 20, ms)
+  check('sc5 p99.9 ≤ 200 ms', lat(5)?.p999, (x) => x <= 200, ms)
+  const p6 = lat(6)?.p50
+  const p1 = lat(1)?.p50
+  check('sc6 / sc1 p50 ≥ 50×', p6 !== undefined && p1 !== undefined ? p6 / p1 : undefined, (x) => x >= 50, (x) => `${x.toFixed(0)}× (${p6?.toFixed(1)} / ${p1?.toFixed(2)} ms)`)
+  const ceil = by.get(7)?.ceiling?.requestsPerSecond
+  check(`throughput at p99 ≤ ${SWEEP_P99_LIMIT_MS} ms ≥ 60% of ceiling`, serverMax !== undefined && ceil ? serverMax / ceil : undefined, (x) => x >= 0.6,
+    (x) => `${(x * 100).toFixed(0)}% (${serverMax} of ${ceil} req/s)`)
+  const peer = by.get(8)?.sweep
+  for (const limit of [10, 25, SWEEP_P99_LIMIT_MS]) {
+    const s = maxRateWithin(by.get(1)?.sweep, limit)
+    const p = maxRateWithin(peer, limit)
+    const v = by.get(1)?.sweep && peer ? (p > 0 ? s / p : s > 0 ? Number.POSITIVE_INFINITY : Number.NaN) : undefined
+    t.push(v === undefined ? { target: `≥ 2× peer throughput at p99 ≤ ${limit} ms`, value: 'not run', pass: null }
+      : { target: `≥ 2× peer throughput at p99 ≤ ${limit} ms`, value: `${Number.isFinite(v) ? v.toFixed(1) : '∞'}× (${s} vs ${p} req/s, swept rates)`, pass: v >= 2 })
+  }
+  return t
+}
+
+const f = (x: number, d = 2): string => (Number.isFinite(x) ? x.toFixed(d) : '–')
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '–')
+const cores = (c: Record<string, number>, k: string): string => (c[k] !== undefined && Number.isFinite(c[k]) ? (c[k] as number).toFixed(2) : '–')
+
+export function markdown(s: Summary): string {
+  const lines: string[] = []
+  lines.push(`Generated ${s.generatedAt} on ${s.machine}. Latency in ms, measured by the open-loop driver from each request's due time (coordinated omission accounted for); CPU in cores (1.00 = one core busy) over the phase; 'other procs' is the rest of the shared 2-core machine (other engineers' work), read from /proc/stat.`)
+  lines.push('')
+  lines.push('| scenario | load (req/s) | items | p50 | p95 | p99 | p99.9 | max | throughput (req/s) | errors | L1 hit | L2 hit | OOV | CPU server | CPU driver | CPU origin | CPU redis | CPU other procs | RSS end / max (MiB) |')
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const r of s.rows) {
+    lines.push(`| ${r.scenario}${r.mode === 'autocannon' ? ' (autocannon)' : ''} | ${r.rate} | ${r.items} | ${f(r.p50)} | ${f(r.p95)} | ${f(r.p99)} | ${f(r.p999)} | ${f(r.max)} | ${f(r.throughput, 1)} | ${r.errors} | ${pct(r.l1HitRate)} | ${pct(r.l2HitRate)} | ${pct(r.oovRate)} | ${cores(r.cpu, 'server')} | ${cores(r.cpu, 'driver')} | ${cores(r.cpu, 'origin')} | ${cores(r.cpu, 'redis')} | ${cores(r.cpu, 'other')} | ${f(r.rssMiB, 0)} / ${f(r.rssMaxMiB, 0)} |`)
+  }
+  lines.push('')
+  lines.push('| target | value | result |')
+  lines.push('|---|---|---|')
+  for (const t of s.targets) lines.push(`| ${t.target} | ${t.value} | ${t.pass === null ? 'not run' : t.pass ? 'PASS' : 'MISS'} |`)
+  for (const [name, pts] of Object.entries(s.sweeps)) {
+    if (!pts || pts.length === 0) continue
+    lines.push('')
+    lines.push(`Sweep, ${name}: ` + pts.map((p) => `${p.rate} → ${p.throughput.toFixed(0)} req/s, p50 ${f(p.p50, 1)}, p99 ${f(p.p99, 1)} ms${p.errors ? `, ${p.errors} errors` : ''} (server ${f(p.serverCores)} cores)`).join('; '))
+  }
+  return lines.join('\n') + '\n'
+}
+
+export function buildSummary(results: readonly ScenarioResult[], machine: string): Summary {
+  const sweeps: Record<string, ScenarioResult['sweep']> = {}
+  for (const r of results) if (r.sweep) sweeps[r.id === 8 ? 'peer' : 'ctrserve'] = r.sweep
+  const ceiling = results.find((r) => r.id === 7)?.ceiling
+  return { generatedAt: new Date().toISOString(), machine, rows: rows(results), targets: targets(results), sweeps, ...(ceiling ? { ceiling } : {}) }
+}
+
+export function writeSummary(dir: string, s: Summary): string {
+  const md = markdown(s)
+  writeFileSync(join(dir, 'summary.json'), JSON.stringify(s, null, 2))
+  writeFileSync(join(dir, 'summary.md'), `# ctrserve benchmark summary\n\n${md}`)
+  return md
+}
+
+const START = '<!-- bench:start -->'
+const END = '<!-- bench:end -->'
+
+/** Replaces the table between the bench markers of README.md; does nothing when they are absent. */
+export function updateReadme(readme: string, md: string): boolean {
+  if (!existsSync(readme)) return false
+  const text = readFileSync(readme, 'utf8')
+  const a = text.indexOf(START)
+  const b = text.indexOf(END)
+  if (a < 0 || b < a) return false
+  writeFileSync(readme, `${text.slice(0, a + START.length)}\n${md}${text.slice(b)}`)
+  return true
+}
+
+/** One scenario's own page: method, its rows, sweep, profile and notes. */
+export function scenarioMarkdown(r: ScenarioResult): string {
+  const s: Summary = { generatedAt: r.startedAt, machine: '', rows: rows([r]), targets: [], sweeps: r.sweep ? { [r.id === 8 ? 'peer' : 'ctrserve']: r.sweep } : {} }
+  const lines = [`# Scenario ${r.id}: ${r.title}`, '', r.method, '', `Config: \`${JSON.stringify(r.config)}\``, '']
+  if (r.workload) lines.push(`Workload: ${JSON.stringify(r.workload)}`, '')
+  if (r.warm) lines.push(`Warm-up: ${JSON.stringify(r.warm)}`, '')
+  lines.push(markdown(s).split('\n').slice(2).join('\n'))
+  const m = r.main
+  if (m) {
+    lines.push(`Sources of sampled responses: \`${JSON.stringify(m.driver.sources)}\`; mean server timing_ms: \`${JSON.stringify(m.driver.serverTiming)}\``)
+    if (m.cache) lines.push('', `Cache figures (/metrics over the phase): \`${JSON.stringify(m.cache)}\``)
+    lines.push('', `Driver: sent ${m.driver.sent}, completed ${m.driver.completed}, status ${JSON.stringify(m.driver.statusCounts)}, max in flight ${m.driver.maxInFlight}, service time p50/p99 ${f(m.driver.serviceTime.p50)}/${f(m.driver.serviceTime.p99)} ms`)
+  }
+  if (r.ceiling) lines.push('', `Ceiling: \`${JSON.stringify(r.ceiling)}\``)
+  if (r.profile) {
+    lines.push('', `CPU profile of the server (${r.profile.totalMs} ms, idle ${pct(r.profile.idleShare)}), self time by module:`, '')
+    for (const p of r.profile.byModule.slice(0, 10)) lines.push(`- ${pct(p.share)} ${p.name}`)
+    lines.push('', 'by function:', '')
+    for (const p of r.profile.byFunction.slice(0, 15)) lines.push(`- ${pct(p.share)} \`${p.name}\``)
+  }
+  if (r.notes.length) lines.push('', 'Notes:', '', ...r.notes.map((n) => `- ${n}`))
+  return lines.join('\n') + '\n'
+}

@@ -1,0 +1,145 @@
+import type { Metrics } from '../metrics.ts'
+import { parseModality, type Modality } from './keys.ts'
+import { OutageLog, type CacheLogger } from './outage-log.ts'
+import { settleWithin } from './settle-within.ts'
+import { bufferToVector, vectorToBuffer } from './vector-codec.ts'
+
+// The shared tier: embeddings in Redis as raw little-endian float32 values. Every call is bounded
+// by the caller's deadline and none throws: an unreachable or slow Redis reads as misses
+// (DESIGN.md request path step 3, issue 6).
+
+/** The part of a pipeline L2 uses (ioredis' ChainableCommander fits). */
+export interface L2Pipeline {
+  set(key: string, value: Buffer, secondsToken: 'EX', seconds: number): unknown
+  exec(): Promise<Array<[error: Error | null, result: unknown]> | null>
+}
+
+/** The part of an ioredis client L2 uses; build it with createRedisClient() for the fail-fast settings. */
+export interface L2Redis {
+  readonly status: string
+  mgetBuffer(keys: string[]): Promise<Array<Buffer | null>>
+  pipeline(): L2Pipeline
+  on(event: 'error', listener: (err: Error) => void): unknown
+  on(event: 'ready', listener: () => void): unknown
+}
+
+export interface L2Options {
+  readonly redis: L2Redis
+  /** Floats per vector by modality; a stored value of another length is a miss. */
+  readonly dims: Readonly<Record<Modality, number>>
+  readonly metrics: Pick<Metrics, 'redisErrors'>
+  readonly logger: CacheLogger
+  /** Bound on a write when the caller gives no deadline (writes are off the request path). Default 1000 ms. */
+  readonly writeTimeoutMs?: number
+}
+
+export interface CacheEntry {
+  readonly key: string
+  readonly vector: Float32Array
+}
+
+export class L2Cache {
+  readonly #redis: L2Redis
+  readonly #dims: Readonly<Record<Modality, number>>
+  readonly #metrics: Pick<Metrics, 'redisErrors'>
+  readonly #outage: OutageLog
+  readonly #writeTimeoutMs: number
+
+  constructor(opts: L2Options) {
+    this.#redis = opts.redis
+    this.#dims = opts.dims
+    this.#metrics = opts.metrics
+    this.#outage = new OutageLog(opts.logger)
+    this.#writeTimeoutMs = opts.writeTimeoutMs ?? 1000
+    // Without an 'error' listener ioredis prints every failed reconnect to stderr.
+    this.#redis.on('error', (err) => this.#outage.failed('connect', err))
+    this.#redis.on('ready', () => this.#outage.recovered())
+  }
+
+  /** Connected and past the ready check; false while Redis is down or reconnecting. */
+  isReady(): boolean {
+    return this.#redis.status === 'ready'
+  }
+
+  /**
+   * The vectors for `keys` (undefined = miss), in one MGET. Resolves by `deadline` (ms since the
+   * epoch) at the latest; on any failure every key is a miss.
+   */
+  async getMany(keys: readonly string[], deadline: number): Promise<Array<Float32Array | undefined>> {
+    const out = new Array<Float32Array | undefined>(keys.length).fill(undefined)
+    if (keys.length === 0) return out
+    const remaining = deadline - Date.now()
+    // No time left is the request's budget, not a Redis fault: not counted.
+    if (remaining <= 0) return out
+    if (!this.isReady()) {
+      this.#failed('get', new Error(`redis is ${this.#redis.status}`))
+      return out
+    }
+    // ioredis only reads the array; its typings ask for a mutable one.
+    const reply = await settleWithin(() => this.#redis.mgetBuffer(keys as string[]), remaining)
+    if (!reply.ok) {
+      this.#failed('get', reply.error)
+      return out
+    }
+    this.#outage.recovered()
+    let invalid = 0
+    for (let i = 0; i < keys.length; i++) {
+      const bytes = reply.value[i]
+      if (!bytes) continue
+      const vector = this.#decode(keys[i] ?? '', bytes)
+      if (vector) out[i] = vector
+      else invalid++
+    }
+    if (invalid > 0) this.#metrics.redisErrors.inc({ op: 'get_invalid' }, invalid)
+    return out
+  }
+
+  /**
+   * Writes `entries` with a TTL in one pipelined round trip of SET EX. Resolves with the number
+   * written (0 when Redis is down or slow); entries whose vector has the wrong length are skipped.
+   */
+  async setMany(entries: readonly CacheEntry[], ttlSeconds: number, deadline?: number): Promise<number> {
+    if (!Number.isSafeInteger(ttlSeconds) || ttlSeconds <= 0) {
+      throw new RangeError(`L2 TTL must be a positive whole number of seconds (got ${ttlSeconds})`)
+    }
+    if (entries.length === 0) return 0
+    const remaining = (deadline ?? Date.now() + this.#writeTimeoutMs) - Date.now()
+    if (remaining <= 0) return 0
+    if (!this.isReady()) {
+      this.#failed('set', new Error(`redis is ${this.#redis.status}`))
+      return 0
+    }
+    const valid = entries.filter(({ key, vector }) => vector.length === this.#dimOf(key))
+    if (valid.length === 0) return 0
+    const queued = valid.length
+    const reply = await settleWithin(() => {
+      const pipeline = this.#redis.pipeline()
+      for (const { key, vector } of valid) pipeline.set(key, vectorToBuffer(vector), 'EX', ttlSeconds)
+      return pipeline.exec()
+    }, remaining)
+    if (!reply.ok || reply.value === null) {
+      this.#failed('set', reply.ok ? new Error('pipeline discarded') : reply.error)
+      return 0
+    }
+    this.#outage.recovered()
+    let written = 0
+    for (const [err] of reply.value) if (!err) written++
+    if (written < queued) this.#metrics.redisErrors.inc({ op: 'set' }, queued - written)
+    return written
+  }
+
+  #dimOf(key: string): number | undefined {
+    const modality = parseModality(key)
+    return modality === undefined ? undefined : this.#dims[modality]
+  }
+
+  #decode(key: string, bytes: Buffer): Float32Array | undefined {
+    const dim = this.#dimOf(key)
+    return dim === undefined ? undefined : bufferToVector(bytes, dim)
+  }
+
+  #failed(op: 'get' | 'set', err: Error): void {
+    this.#metrics.redisErrors.inc({ op })
+    this.#outage.failed(op, err)
+  }
+}

@@ -1,0 +1,231 @@
+// The embedded default (no REDIS_URL): a bounded in-process queue. Jobs live only in this
+// process; a restart loses them, which is acceptable because a lost job only means the item
+// stays OOV until it is requested again.
+import { backoffDelayMs, type BackoffOptions } from './backoff.ts'
+import { JobTally } from './job-tally.ts'
+import { NegativeCache } from './negative-cache.ts'
+import { runBatch } from './run-batch.ts'
+import { assertConsumeOptions } from './consume-options.ts'
+import {
+  MODALITIES, type CloseOptions, type ConsumeOptions, type EmbedHandler, type EmbedJob, type EmbedQueue,
+  type JobOutcome, type Modality, type QueueMetrics,
+} from './types.ts'
+
+export interface MemoryQueueOptions {
+  /** Most jobs waiting (ready or waiting for a retry); further jobs are dropped. */
+  readonly capacity: number
+  /** Attempts per job, the first included, before a transient failure is treated as final. */
+  readonly maxAttempts: number
+  readonly backoff: BackoffOptions
+  /** How long a failed key is skipped by `enqueue`. */
+  readonly negativeTtlMs: number
+  /** Bound on remembered failed keys (oldest forgotten first). */
+  readonly negativeMaxKeys: number
+  readonly metrics: QueueMetrics
+  /** `queue` label of the depth gauge. */
+  readonly name?: string
+  /** Jitter source; tests may pin it. */
+  readonly random?: () => number
+}
+
+interface Entry {
+  readonly job: EmbedJob
+  /** 1-based number of the attempt this entry will make. */
+  readonly attempt: number
+  /** When it became ready; a partial batch waits `batchWaitMs` from its oldest entry. */
+  readyAt: number
+}
+
+type State = 'open' | 'draining' | 'closed'
+
+export class MemoryQueue implements EmbedQueue {
+  private readonly ready: Record<Modality, Entry[]> = { image: [], text: [] }
+  private readonly inFlight: Record<Modality, number> = { image: 0, text: 0 }
+  private readonly retries = new Map<string, { readonly entry: Entry; readonly timer: NodeJS.Timeout }>()
+  /** Keys queued, waiting for a retry or in flight: the single-flight set. */
+  private readonly known = new Set<string>()
+  private readonly negative: NegativeCache
+  private readonly waiters: Array<{ done: () => boolean; resolve: () => void }> = []
+  private handler: EmbedHandler | undefined
+  private consume: ConsumeOptions | undefined
+  private waitTimer: NodeJS.Timeout | undefined
+  private state: State = 'open'
+  private closing: Promise<void> | undefined
+
+  constructor(private readonly opts: MemoryQueueOptions) {
+    this.negative = new NegativeCache(opts.negativeMaxKeys)
+  }
+
+  async enqueue(jobs: readonly EmbedJob[]): Promise<number> {
+    const tally = new JobTally()
+    const now = Date.now()
+    let accepted = 0
+    for (const job of jobs) {
+      if (this.state !== 'open') tally.add(job.modality, 'dropped')
+      else if (this.known.has(job.key)) tally.add(job.modality, 'deduplicated')
+      else if (this.negative.has(job.key)) tally.add(job.modality, 'negative')
+      else if (this.waiting() >= this.opts.capacity) tally.add(job.modality, 'dropped')
+      else {
+        this.known.add(job.key)
+        this.ready[job.modality].push({ job, attempt: 1, readyAt: now })
+        tally.add(job.modality, 'queued')
+        accepted++
+      }
+    }
+    tally.flush(this.opts.metrics)
+    this.changed()
+    this.pump()
+    return accepted
+  }
+
+  start(handler: EmbedHandler, opts: ConsumeOptions): void {
+    if (this.handler) throw new Error('MemoryQueue.start() was already called; a queue has one handler')
+    assertConsumeOptions(opts)
+    this.handler = handler
+    this.consume = opts
+    this.pump()
+  }
+
+  async depth(): Promise<number> {
+    return this.waiting()
+  }
+
+  async isNegative(keys: readonly string[]): Promise<boolean[]> {
+    return keys.map((key) => this.negative.has(key))
+  }
+
+  close(opts: CloseOptions): Promise<void> {
+    this.closing ??= this.shutDown(opts)
+    return this.closing
+  }
+
+  private async shutDown({ drain, timeoutMs }: CloseOptions): Promise<void> {
+    if (drain && this.handler) {
+      this.state = 'draining'
+      this.pump() // partial batches no longer wait for company
+      await this.until(() => this.waiting() + this.running() === 0, timeoutMs)
+    }
+    this.state = 'closed'
+    this.dropWaiting()
+    // Batches still running after the timeout are abandoned: their results are still recorded.
+    await this.until(() => this.running() === 0, drain ? 0 : timeoutMs)
+  }
+
+  private waiting(): number {
+    return this.ready.image.length + this.ready.text.length + this.retries.size
+  }
+
+  private running(): number {
+    return this.inFlight.image + this.inFlight.text
+  }
+
+  /** Starts every batch that may start now and arms a timer for the earliest partial batch. */
+  private pump(): void {
+    const handler = this.handler
+    const consume = this.consume
+    if (!handler || !consume || this.state === 'closed') return
+    const now = Date.now()
+    let nextDue = Infinity
+    for (const modality of MODALITIES) {
+      const queue = this.ready[modality]
+      while (queue.length > 0 && this.inFlight[modality] < consume.concurrency) {
+        const due = (queue[0]?.readyAt ?? now) + consume.batchWaitMs
+        if (queue.length < consume.batchSize && now < due && this.state === 'open') {
+          nextDue = Math.min(nextDue, due)
+          break
+        }
+        void this.runEntries(handler, modality, queue.splice(0, consume.batchSize))
+      }
+    }
+    clearTimeout(this.waitTimer)
+    this.waitTimer = Number.isFinite(nextDue) ? setTimeout(() => this.pump(), nextDue - now) : undefined
+  }
+
+  private async runEntries(handler: EmbedHandler, modality: Modality, entries: Entry[]): Promise<void> {
+    this.inFlight[modality]++
+    this.changed()
+    const outcomes = await runBatch(handler, entries.map((e) => e.job))
+    this.inFlight[modality]--
+    const tally = new JobTally()
+    entries.forEach((entry, i) => this.settle(entry, outcomes[i] ?? { ok: true }, tally))
+    tally.flush(this.opts.metrics)
+    this.changed()
+    this.pump()
+  }
+
+  private settle(entry: Entry, outcome: JobOutcome, tally: JobTally): void {
+    const { job } = entry
+    if (outcome.ok) {
+      this.known.delete(job.key)
+      tally.add(job.modality, 'done')
+    } else if (!outcome.permanent && entry.attempt < this.opts.maxAttempts) {
+      if (this.state === 'closed') {
+        this.known.delete(job.key)
+        tally.add(job.modality, 'dropped')
+        return
+      }
+      tally.add(job.modality, 'retried')
+      this.scheduleRetry({ job, attempt: entry.attempt + 1, readyAt: 0 })
+    } else {
+      this.known.delete(job.key)
+      this.negative.add(job.key, this.opts.negativeTtlMs)
+      tally.add(job.modality, 'failed')
+    }
+  }
+
+  /** Retries stay in the single-flight set while they wait, and may exceed `capacity` by the batches in flight. */
+  private scheduleRetry(next: Entry): void {
+    const delay = backoffDelayMs(next.attempt - 1, this.opts.backoff, this.opts.random)
+    const timer = setTimeout(() => {
+      this.retries.delete(next.job.key)
+      next.readyAt = Date.now()
+      this.ready[next.job.modality].push(next)
+      this.changed()
+      this.pump()
+    }, delay)
+    this.retries.set(next.job.key, { entry: next, timer })
+  }
+
+  private dropWaiting(): void {
+    clearTimeout(this.waitTimer)
+    const tally = new JobTally()
+    for (const modality of MODALITIES) {
+      for (const { job } of this.ready[modality].splice(0)) {
+        this.known.delete(job.key)
+        tally.add(modality, 'dropped')
+      }
+    }
+    for (const { entry, timer } of this.retries.values()) {
+      clearTimeout(timer)
+      this.known.delete(entry.job.key)
+      tally.add(entry.job.modality, 'dropped')
+    }
+    this.retries.clear()
+    tally.flush(this.opts.metrics)
+    this.changed()
+  }
+
+  /** Resolves when `done()` holds or after `timeoutMs`, whichever is first. */
+  private until(done: () => boolean, timeoutMs: number): Promise<void> {
+    if (done() || timeoutMs <= 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer)
+        const i = this.waiters.indexOf(waiter)
+        if (i >= 0) this.waiters.splice(i, 1)
+        resolve()
+      }
+      const waiter = { done, resolve: finish }
+      const timer = setTimeout(finish, timeoutMs)
+      this.waiters.push(waiter)
+    })
+  }
+
+  private changed(): void {
+    this.opts.metrics.queueDepth.set({ queue: this.opts.name ?? 'memory' }, this.waiting())
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const waiter = this.waiters[i]
+      if (waiter && waiter.done()) waiter.resolve()
+    }
+  }
+}

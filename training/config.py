@@ -1,0 +1,87 @@
+"""Constants of the synthetic world and the model. Everything the server needs is copied into
+the bundle manifest from here, so TypeScript never hard-codes any of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+IMAGE_SIZE = 128
+# EfficientNet-Lite was trained in TF with (x - 127) / 128, i.e. mean = std = 0.5 on [0, 1] pixels.
+IMAGE_MEAN = [0.5, 0.5, 0.5]
+IMAGE_STD = [0.5, 0.5, 0.5]
+IMAGE_DIM = 1280
+JPEG_QUALITY = 90
+
+TEXT_MAX_LEN = 32
+TEXT_VOCAB = 3000
+TEXT_EMB = 64
+TEXT_HIDDEN = 64
+TEXT_HEADS = 2          # structured self-attention hops r; output dim = r * hidden
+TEXT_ATT_DIM = 32
+TEXT_DIM = TEXT_HEADS * TEXT_HIDDEN
+
+MDN_K = 4
+GH_NODES = 64           # Gauss–Hermite nodes shipped in the manifest (statistics)
+GH_TRAIN_NODES = 24     # nodes used inside the training likelihood
+QUANTILES = {"p05": 0.05, "p50": 0.5, "p95": 0.95}
+BISECT_ITERS = 100
+BISECT_SPAN = 10.0      # bracket = [min(mu - 10 sigma), max(mu + 10 sigma)]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    scope: str            # "item" | "context"
+    type: str             # "categorical" | "numeric"
+    dim: int
+    multi: bool = False
+    seed: int = 0
+    rows: int = 0         # hashed tables; numeric rows come from the fitted edges
+    bins: int = 0         # numeric: target number of equal-frequency bins
+
+
+# Order = concatenation order of fields_emb.
+FIELDS: list[FieldSpec] = [
+    FieldSpec("publisher", "item", "categorical", 16, seed=17, rows=4096),
+    FieldSpec("category", "item", "categorical", 8, seed=23, rows=256),
+    FieldSpec("tags", "item", "categorical", 8, multi=True, seed=29, rows=1024),
+    FieldSpec("language", "item", "categorical", 4, seed=31, rows=64),
+    FieldSpec("age_hours", "item", "numeric", 8, bins=16),
+    FieldSpec("hist_ctr", "item", "numeric", 8, bins=16),
+    FieldSpec("title_len", "item", "numeric", 4, bins=8),
+    FieldSpec("device", "context", "categorical", 4, seed=37, rows=16),
+    FieldSpec("country", "context", "categorical", 8, seed=41, rows=128),
+    FieldSpec("site", "context", "categorical", 8, seed=43, rows=256),
+    FieldSpec("segment", "context", "categorical", 8, seed=47, rows=64),
+    FieldSpec("hour", "context", "numeric", 8, bins=24),
+]
+FIELDS_DIM = sum(f.dim for f in FIELDS)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    seed: int = 20261123
+    n_items: int = 12000
+    n_rows: int = 360_000
+    n_publishers: int = 1500
+    split: tuple[float, float, float, float] = (0.76, 0.06, 0.09, 0.09)  # train/validation/calibration/test
+    mean_log_impr: float = 5.0
+
+
+SMALL = DataConfig(n_items=300, n_rows=6000, n_publishers=80)
+FULL = DataConfig()
+
+
+@dataclass
+class TrainConfig:
+    epochs_joint: int = 6        # text encoder + head
+    epochs_head: int = 8         # head only, text encoder frozen
+    batch: int = 1024
+    lr: float = 2e-3
+    oov_image: float = 0.15
+    oov_text: float = 0.15
+    field_drop: float = 0.03     # rows whose value is replaced by "missing" (row 0), so row 0 is trained
+    weight_decay: float = 1e-5
+    extra: dict = field(default_factory=dict)
+
+
+SMALL_TRAIN = TrainConfig(epochs_joint=1, epochs_head=1, batch=512)
