@@ -14,6 +14,7 @@ export interface GaussHermite {
 
 const SQRT2 = Math.SQRT2
 const INV_SQRT_PI = 1 / Math.sqrt(Math.PI)
+const SQRT_2PI = Math.sqrt(2 * Math.PI)
 
 function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z))
@@ -50,20 +51,38 @@ export function mixtureCdfZ(m: Mixture, z: number): number {
   return c
 }
 
-/** The q-quantile of p: bisection on the mixture CDF in z (sigmoid is monotone), then sigmoid. */
+/**
+ * The q-quantile of p: the root of the mixture CDF in z (sigmoid is monotone), then sigmoid.
+ * Newton steps kept inside a shrinking bisection bracket: the answer of plain bisection in a
+ * handful of iterations instead of ~45 (this runs three times per item on the hot path).
+ */
 export function mixtureQuantile(m: Mixture, q: number, tol = 1e-12): number {
   let lo = Infinity
   let hi = -Infinity
+  let z = 0
   for (let k = 0; k < m.pi.length; k++) {
     const mu = m.mu[k] as number
     const s = m.sigma[k] as number
     lo = Math.min(lo, mu - 12 * s)
     hi = Math.max(hi, mu + 12 * s)
+    z += (m.pi[k] as number) * mu
   }
   for (let i = 0; i < 200 && hi - lo > tol; i++) {
-    const mid = 0.5 * (lo + hi)
-    if (mixtureCdfZ(m, mid) < q) lo = mid
-    else hi = mid
+    let c = 0
+    let d = 0
+    for (let k = 0; k < m.pi.length; k++) {
+      const s = m.sigma[k] as number
+      const u = (z - (m.mu[k] as number)) / s
+      c += (m.pi[k] as number) * normalCdf(u)
+      d += ((m.pi[k] as number) * Math.exp(-0.5 * u * u)) / (s * SQRT_2PI)
+    }
+    if (c < q) lo = z
+    else hi = z
+    const step = d > 0 ? (c - q) / d : Infinity
+    let next = z - step
+    if (!(next > lo && next < hi)) next = 0.5 * (lo + hi)
+    if (Math.abs(next - z) <= tol) { z = next; break }
+    z = next
   }
-  return sigmoid(0.5 * (lo + hi))
+  return sigmoid(z)
 }

@@ -1,0 +1,49 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { build } from './helpers/app.ts'
+import { SAMPLE_DIR } from './helpers/bundle.ts'
+import { startImageOrigin } from './helpers/image-origin.ts'
+import { sampleItems } from './helpers/sample.ts'
+import type { PredictResult } from '../src/predict/predict-service.ts'
+
+test('budget policy computes misses on the request path when the budget allows, and they are cached', async (t) => {
+  const origin = await startImageOrigin(SAMPLE_DIR)
+  t.after(() => origin.close())
+  const app = await build(t)
+  const items = sampleItems(origin.baseUrl, 5).slice(2)
+  const res = await app.inject({ method: 'POST', url: '/predict', payload: { items, options: { miss_policy: 'budget', budget_ms: 5000 } } })
+  assert.equal(res.statusCode, 200)
+  const r = res.json<PredictResult>()
+  for (const p of r.predictions) assert.deepEqual(p.sources, { image: 'computed', text: 'computed' })
+  assert.ok(r.timing_ms.compute! > 0)
+  const again = (await app.inject({ method: 'POST', url: '/predict', payload: { items } })).json<PredictResult>()
+  for (const [i, p] of again.predictions.entries()) {
+    assert.deepEqual(p.sources, { image: 'l1', text: 'l1' })
+    assert.ok(Math.abs(p.ctr.mean - r.predictions[i]!.ctr.mean) <= 1e-12, 'computed and cached embeddings give one answer')
+  }
+  // A budget too small for an encoder call falls back to OOV at once.
+  const fresh = sampleItems(origin.baseUrl, 8).slice(6)
+  const tight = (await app.inject({ method: 'POST', url: '/predict', payload: { items: fresh, options: { miss_policy: 'budget', budget_ms: 5 } } })).json<PredictResult>()
+  for (const p of tight.predictions) assert.equal(p.sources.image, 'oov')
+})
+
+test('health, readiness, model description, metrics and OpenAPI', async (t) => {
+  const app = await build(t)
+  assert.equal((await app.inject({ url: '/healthz' })).statusCode, 200)
+  const ready = await app.inject({ url: '/readyz' })
+  assert.equal(ready.statusCode, 200)
+  assert.deepEqual(ready.json(), { ready: true, bundle: 'ctr-synth@1.0.0', redis: 'absent' })
+  const model = (await app.inject({ url: '/model' })).json<{ name: string; fields: Array<{ name: string; scope: string }> }>()
+  assert.equal(model.name, 'ctr-synth')
+  assert.ok(model.fields.some((f) => f.name === 'publisher' && f.scope === 'item'))
+  assert.ok(model.fields.some((f) => f.name === 'device' && f.scope === 'context'))
+
+  await app.inject({ method: 'POST', url: '/predict', payload: { items: [{ id: 'a', title: 'a fresh title for metrics' }, { id: 'b' }] } })
+  const metrics = (await app.inject({ url: '/metrics' })).body
+  assert.match(metrics, /ctrserve_embedding_sources_total\{modality="text",source="oov"\} 1/)
+  assert.match(metrics, /ctrserve_embedding_sources_total\{modality="image",source="absent"\} 2/)
+  assert.match(metrics, /ctrserve_cache_lookups_total\{tier="l1",modality="text",result="miss"\} 1/)
+  assert.match(metrics, /ctrserve_request_stage_seconds_count\{stage="head"\} 1/)
+  const doc = (await app.inject({ url: '/docs/json' })).json<{ paths: Record<string, unknown> }>()
+  assert.ok(doc.paths['/predict'] && doc.paths['/readyz'])
+})
