@@ -93,7 +93,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
       preprocess: { limitInputPixels: config.IMAGE_MAX_PIXELS },
     }),
   })
-  const queue = createQueue({ config, redis, metrics, log })
+  const queue = createQueue({ config, redis, metrics })
   if (opts.consume ?? true) {
     queue.start(makeJobHandler(embedder, config.IMAGE_FETCH_TIMEOUT_MS + 1000, log), {
       concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,

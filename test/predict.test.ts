@@ -123,3 +123,24 @@ test('a second instance on the same Redis reads L2; with Redis killed it still a
   for (const p of res.json<PredictResult>().predictions) assert.equal(p.sources.image, 'oov')
   assert.equal((await c.inject({ url: '/readyz' })).statusCode, 503)
 })
+
+test('with Redis, two instances missing the same items embed each image once (durable shared queue)', async (t) => {
+  const redis = await startRedis()
+  t.after(() => redis.stop())
+  const origin = await startImageOrigin(SAMPLE_DIR)
+  t.after(() => origin.close())
+  const prefix = `d${Date.now()}`
+  const a = await build(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix })
+  const b = await build(t, { REDIS_URL: redis.url, REDIS_PREFIX: prefix })
+  for (const app of [a, b]) await waitFor(async () => ((await app.inject({ url: '/readyz' })).statusCode === 200 ? true : undefined))
+  const items = sampleItems(origin.baseUrl, 14).slice(8)
+  const body: PredictBody = { items }
+  await Promise.all([predict(a, body), predict(b, body), predict(a, body), predict(b, body)])
+  for (const app of [a, b]) {
+    await waitFor(async () => {
+      const r = await predict(app, body)
+      return r.predictions.every((p) => p.sources.image !== 'oov' && p.sources.text !== 'oov') ? true : undefined
+    })
+  }
+  for (const it of items) assert.equal(origin.hits.get(new URL(it.image_url!).pathname), 1, `${it.image_url} fetched more than once`)
+})

@@ -145,7 +145,6 @@ test('redis queue: a crashed consumer\'s jobs are reclaimed by another instance 
   const takenAt = Date.now()
   await crashed.queue.close({ drain: false, timeoutMs: 50 }) // abandoned: the handler never answers
   const pending = await h.admin.xpending(`${h.prefix}:stream:image`, 'embedders')
-  if (pending[0] !== 3) console.log('DEBUG', JSON.stringify(pending), JSON.stringify(await h.admin.xinfo('CONSUMERS', `${h.prefix}:stream:image`, 'embedders')), JSON.stringify(await h.admin.xrange(`${h.prefix}:stream:image`, '-', '+')), taken)
   assert.equal(pending[0], 3, 'the entries stay in the dead consumer\'s pending list')
 
   const rescuer = h.queue({ claimIdleMs, pruneIdleMs: 200 })
@@ -306,10 +305,10 @@ test('redis queue: Redis down → enqueue returns 0 at once without throwing; th
 
 test('redis queue: a request-path command timeout on the shared client does not break blocking reads', async (t) => {
   const h = harness(t)
-  const { queue, metrics } = h.queue({ pollMs: 300, maintenanceIntervalMs: 5_000 }, 100)
+  const { queue, metrics } = h.queue({ pollMs: 1_000, maintenanceIntervalMs: 5_000 }, 250)
   const r = recorder()
   queue.start(r.handler, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
-  await sleep(700) // several idle XREADGROUP BLOCK 300 rounds
+  await sleep(1_200) // at least one idle XREADGROUP BLOCK 1000 round, 4× the client's command timeout
   assert.equal(await queue.enqueue([job('late', 'text')]), 1)
   await until(() => r.seen.length === 1)
   assert.equal(await redisErrors(metrics), 0)

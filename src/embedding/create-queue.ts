@@ -2,16 +2,22 @@ import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import { MemoryQueue } from '../queue/memory-queue.ts'
+import { RedisQueue } from '../queue/redis-queue.ts'
 import type { EmbedQueue } from '../queue/types.ts'
 
 const BACKOFF = { baseMs: 500, maxMs: 60_000 }
 const MAX_ATTEMPTS = 5
+// A permanent failure (404, refused address, undecodable image) is not retried for this long.
 const NEGATIVE_TTL_MS = 15 * 60_000
 
-/** The embedded default is an in-process bounded queue; with Redis, a durable one shared by instances. */
-export function createQueue(d: { config: Config; redis: Redis | undefined; metrics: Metrics; log: { warn(o: object, m: string): void } }): EmbedQueue {
-  return new MemoryQueue({
-    capacity: d.config.QUEUE_CAPACITY, maxAttempts: MAX_ATTEMPTS, backoff: BACKOFF,
-    negativeTtlMs: NEGATIVE_TTL_MS, negativeMaxKeys: 100_000, metrics: d.metrics, name: 'memory',
-  })
+/**
+ * The embedded default is an in-process bounded queue; with Redis, a durable Streams queue shared by
+ * every instance on that Redis (deduplicated across instances, survives restarts).
+ */
+export function createQueue(d: { config: Config; redis: Redis | undefined; metrics: Metrics }): EmbedQueue {
+  const common = { maxAttempts: MAX_ATTEMPTS, backoff: BACKOFF, negativeTtlMs: NEGATIVE_TTL_MS, metrics: d.metrics }
+  if (d.redis) {
+    return new RedisQueue({ ...common, redis: d.redis, prefix: `${d.config.REDIS_PREFIX}:q`, name: 'redis' })
+  }
+  return new MemoryQueue({ ...common, capacity: d.config.QUEUE_CAPACITY, negativeMaxKeys: 100_000, name: 'memory' })
 }
