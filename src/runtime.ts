@@ -1,4 +1,3 @@
-import { join } from 'node:path'
 import type { Redis } from 'ioredis'
 import { type Bundle, loadBundle } from './bundle/load-bundle.ts'
 import { embeddingKey } from './cache/keys.ts'
@@ -7,7 +6,8 @@ import { L2Cache } from './cache/l2.ts'
 import { createRedisClient } from './cache/redis-client.ts'
 import { TieredStore } from './cache/tiered-store.ts'
 import { type Config, allowedHosts } from './config.ts'
-import { EncoderPool } from './embedding/encoder-pool.ts'
+import type { EncoderPool } from './embedding/encoder-pool.ts'
+import { createEncoderPools } from './embedding/encoder-pools.ts'
 import { EmbeddingService } from './embedding/embedding-service.ts'
 import { makeJobHandler } from './embedding/job-handler.ts'
 import { FieldFeatures } from './fusion/field-features.ts'
@@ -69,18 +69,8 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const store = new TieredStore({ l1, ...(l2 ? { l2 } : {}), ttlSeconds: config.CACHE_TTL_SECONDS, metrics })
 
   const enc = m.encoders
-  const imagePool = new EncoderPool({
-    kind: 'image', modelPath: join(bundle.dir, enc.image.file), intraOpThreads: config.ORT_INTRA_OP_THREADS,
-    inputName: enc.image.input.name, outputName: enc.image.output.name, dim: enc.image.output.dim,
-    imageShape: [3, enc.image.input.height, enc.image.input.width],
-  }, config.EMBED_WORKERS, log)
-  const textPool = new EncoderPool({
-    kind: 'text', modelPath: join(bundle.dir, enc.text.file), intraOpThreads: config.ORT_INTRA_OP_THREADS,
-    inputName: enc.text.inputs.input_ids, maskName: enc.text.inputs.attention_mask, outputName: enc.text.output.name,
-    dim: enc.text.output.dim, tokenizerDir: join(bundle.dir, enc.text.tokenizer_dir), maxLength: enc.text.max_length,
-    padId: enc.text.pad_id,
-  }, 1, log)
-  const [head] = await Promise.all([Head.load(bundle, config.HEAD_INTRA_OP_THREADS), imagePool.ready(), textPool.ready()])
+  const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: config.EMBED_WORKERS, ortThreads: config.ORT_INTRA_OP_THREADS }, log)
+  const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
 
   const fetcher = createImageFetcher({
     timeoutMs: config.IMAGE_FETCH_TIMEOUT_MS, maxBytes: config.IMAGE_MAX_BYTES, maxRedirects: 3, allowedHosts: allowedHosts(config),

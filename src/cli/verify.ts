@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util'
 import { writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
 import { loadBundle } from '../bundle/load-bundle.ts'
 import { loadConfig } from '../config.ts'
-import { EncoderPool } from '../embedding/encoder-pool.ts'
+import { createEncoderPools } from '../embedding/encoder-pools.ts'
 import { Head } from '../fusion/head.ts'
 import { DiffCollector, formatTable } from '../verify/diff-stats.ts'
 import { readJsonl, runParity } from '../verify/parity.ts'
@@ -70,17 +69,7 @@ export const verifyCommand: Command = {
     } else {
       const config = loadConfig(values['model-dir'] ? { MODEL_DIR: values['model-dir'] } : {})
       const bundle = await loadBundle(config.MODEL_DIR)
-      const enc = bundle.manifest.encoders
-      const imagePool = new EncoderPool({
-        kind: 'image', modelPath: join(bundle.dir, enc.image.file), intraOpThreads: config.ORT_INTRA_OP_THREADS,
-        inputName: enc.image.input.name, outputName: enc.image.output.name, dim: enc.image.output.dim,
-        imageShape: [3, enc.image.input.height, enc.image.input.width],
-      }, 1)
-      const textPool = new EncoderPool({
-        kind: 'text', modelPath: join(bundle.dir, enc.text.file), intraOpThreads: 1,
-        inputName: enc.text.inputs.input_ids, maskName: enc.text.inputs.attention_mask, outputName: enc.text.output.name,
-        dim: enc.text.output.dim, tokenizerDir: join(bundle.dir, enc.text.tokenizer_dir), maxLength: enc.text.max_length, padId: enc.text.pad_id,
-      }, 1)
+      const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: 1, ortThreads: config.ORT_INTRA_OP_THREADS })
       const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
       try {
         const r = await runParity({ bundle, imagePool, textPool, head })
