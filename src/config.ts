@@ -25,6 +25,7 @@ const schema = {
     IMAGE_HOST_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 16 },
     EMBED_WORKERS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     EMBED_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
+    EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 10 },
     EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
@@ -54,6 +55,7 @@ export interface Config {
   IMAGE_HOST_CONCURRENCY: number
   EMBED_WORKERS: number
   EMBED_BATCH_SIZE: number
+  EMBED_NICE: number
   EMBED_CONCURRENCY: number
   QUEUE_CAPACITY: number
   ORT_INTRA_OP_THREADS: number

@@ -46,6 +46,8 @@ export interface Runtime {
 export interface RuntimeOptions {
   /** Start background embedding (the server does; `ctrserve score` in oov mode may not). */
   readonly consume?: boolean
+  /** Queue the misses of predict() for background embedding (default true; offline `score` opts out). */
+  readonly enqueueMisses?: boolean
   readonly metrics?: Metrics
 }
 
@@ -69,7 +71,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const store = new TieredStore({ l1, ...(l2 ? { l2 } : {}), ttlSeconds: config.CACHE_TTL_SECONDS, metrics })
 
   const enc = m.encoders
-  const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: config.EMBED_WORKERS, ortThreads: config.ORT_INTRA_OP_THREADS }, log)
+  const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: config.EMBED_WORKERS, ortThreads: config.ORT_INTRA_OP_THREADS, nice: config.EMBED_NICE }, log)
   const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
 
   const fetcher = createImageFetcher({
@@ -92,7 +94,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const keyOf = (modality: 'image' | 'text', input: string): string =>
     embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input)
   const predict = new PredictService({
-    bundle, store, queue, embedder, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
+    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, embedder, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
     defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
   })
 

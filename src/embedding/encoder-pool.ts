@@ -37,7 +37,12 @@ export class EncoderPool {
     const worker = new Worker(BOOTSTRAP_URL, { workerData: { ...this.data, entry: ENTRY } })
     const slot: Slot = { worker, pending: new Map(), ready: Promise.resolve() }
     slot.ready = new Promise<void>((resolve, reject) => {
-      const onMsg = (m: { ready?: boolean }): void => { if (m.ready) { worker.off('message', onMsg); resolve() } }
+      const onMsg = (m: { ready?: boolean; warning?: string }): void => {
+        if (!m.ready) return
+        worker.off('message', onMsg)
+        if (m.warning) this.log?.warn({ kind: this.data.kind }, m.warning)
+        resolve()
+      }
       worker.on('message', onMsg)
       worker.once('error', reject)
     })

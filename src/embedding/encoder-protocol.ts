@@ -4,6 +4,8 @@ export interface EncoderWorkerData {
   readonly kind: 'image' | 'text'
   readonly modelPath: string
   readonly intraOpThreads: number
+  /** Niceness of the worker thread (0 = unchanged); see encoder-worker.ts. */
+  readonly nice?: number
   readonly inputName: string
   readonly outputName: string
   readonly dim: number

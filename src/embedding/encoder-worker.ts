@@ -1,5 +1,7 @@
 // Runs one encoder (image CNN or text LSTM) in a worker thread: onnxruntime-node's run() blocks
 // the thread it runs on, so encoders never share the event loop that answers requests.
+import { readlinkSync } from 'node:fs'
+import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
@@ -8,6 +10,21 @@ import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer
 const data = workerData as EncoderWorkerData
 const port = parentPort
 if (!port) throw new Error('encoder-worker must run in a worker thread')
+
+// On a small machine background embedding competes with the request thread for the same cores:
+// lower this thread's priority (Linux: a thread id is a valid target of setpriority) before the
+// session exists, so threads it creates inherit it. The request path then keeps its latency.
+function lowerPriority(nice: number): string | undefined {
+  if (nice <= 0) return undefined
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
+    setPriority(tid, nice)
+    return undefined
+  } catch (err) {
+    return `could not lower encoder thread priority: ${String(err)}`
+  }
+}
+const priorityWarning = lowerPriority(data.nice ?? 0)
 
 const session = await ort.InferenceSession.create(data.modelPath, {
   intraOpNumThreads: data.intraOpThreads,
@@ -59,4 +76,4 @@ port.on('message', (req: EncoderRequest) => {
     (err: unknown) => done({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
   )
 })
-port.postMessage({ ready: true })
+port.postMessage({ ready: true, warning: priorityWarning })
