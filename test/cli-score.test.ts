@@ -4,6 +4,7 @@ import { spawn } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { Redis } from 'ioredis'
 import { build } from './helpers/app.ts'
 import { BUNDLE_DIR, SAMPLE_DIR } from './helpers/bundle.ts'
 import { type ImageOrigin, startImageOrigin } from './helpers/image-origin.ts'
@@ -201,3 +202,24 @@ function flatten(o: Record<string, unknown>, prefix = '', out: Record<string, st
   }
   return out
 }
+
+test('--policy oov with Redis queues misses on the shared durable queue only with --enqueue-misses', async (t) => {
+  const redis = await startRedis()
+  t.after(() => redis.stop())
+  const fresh = join(dir, 'enqueue.jsonl')
+  writeFileSync(fresh, `${items.slice(200, 206).map((it) => JSON.stringify({ context: contexts[9], item: it })).join('\n')}\n`)
+  const prefix = `enq${process.pid}`
+  const common = ['score', '--input', fresh, '--redis', redis.url, '--base-url', origin.baseUrl, '--workers', '1', '--output', join(dir, 'enq.jsonl')]
+  const client = new Redis(redis.url)
+  try {
+    const quiet = await ctrserve(common, { REDIS_PREFIX: prefix })
+    assert.equal(quiet.code, 0, quiet.stderr)
+    assert.deepEqual(await client.keys(`${prefix}:q:*`), [])
+    const queued = await ctrserve([...common, '--enqueue-misses'], { REDIS_PREFIX: prefix })
+    assert.equal(queued.code, 0, queued.stderr)
+    assert.equal(await client.xlen(`${prefix}:q:stream:image`), 6)
+    assert.equal(await client.xlen(`${prefix}:q:stream:text`), 6)
+  } finally {
+    await client.quit()
+  }
+})

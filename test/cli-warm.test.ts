@@ -193,3 +193,41 @@ test('warm refuses to run without a target and explains the options', async () =
   assert.equal(run.code, 2)
   assert.match(run.stderr, /nowhere to write: give --redis URL/)
 })
+
+test('Ctrl-C stops warm with exit 130 after saving the snapshot; a rerun skips what was done and finishes the rest', async (t) => {
+  const origin = await startImageOrigin(SAMPLE_DIR)
+  t.after(() => origin.close())
+  const dir = tempDir(t)
+  const snapshot = join(dir, 'l1.snap')
+  writeItems(join(dir, 'items.jsonl'), 0, 1500)
+  const args = ['warm', '--input', join(dir, 'items.jsonl'), '--snapshot', snapshot, '--base-url', origin.baseUrl, '--progress-interval', '1']
+  const first = await new Promise<Run>((done, fail) => {
+    const c = spawn(process.execPath, [BIN, ...args, '--summary-json', join(dir, 's1.json')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MODEL_DIR: BUNDLE_DIR, IMAGE_ALLOWED_HOSTS: '127.0.0.1', REDIS_URL: '', L1_SNAPSHOT_PATH: '' },
+    })
+    let stdout = ''
+    let stderr = ''
+    let sent = false
+    c.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
+    c.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString()
+      // The first progress line: the runtime is up and rows are being embedded. One Ctrl-C only.
+      if (!sent && /warm: \d+\/1500 rows/.test(stderr)) { sent = true; c.kill('SIGINT') }
+    })
+    c.once('error', fail)
+    c.once('exit', (code) => done({ code: code ?? -1, stdout, stderr }))
+  })
+  assert.equal(first.code, 130, first.stderr + first.stdout)
+  const s1 = summaryOf(join(dir, 's1.json'))
+  assert.equal(s1.interrupted, true)
+  assert.ok(s1.jobs.image.done > 0 && s1.jobs.image.done < 1500, `done ${s1.jobs.image.done}`)
+
+  const second = await ctrserve([...args, '--summary-json', join(dir, 's2.json')])
+  assert.equal(second.code, 0, second.stderr)
+  const s2 = summaryOf(join(dir, 's2.json'))
+  for (const m of ['image', 'text'] as const) {
+    assert.equal(s2.jobs[m].skipped, s1.jobs[m].done, m)
+    assert.equal(s2.jobs[m].done + s2.jobs[m].skipped, 1500, m)
+  }
+})

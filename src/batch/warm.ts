@@ -154,7 +154,11 @@ export async function warm(rows: AsyncIterable<Row>, d: WarmDeps, o: WarmOptions
 
   let chunk: unknown[] = []
   for await (const row of rows) {
-    if (o.signal?.aborted) { s.interrupted = true; break }
+    if (o.signal?.aborted) {
+      s.interrupted = true
+      s.rows -= chunk.length // read but never started: a rerun does them
+      break
+    }
     if (firstError !== undefined) break
     s.rows++
     if (row.error !== undefined) {

@@ -37,6 +37,8 @@ options:
   --redis URL           read embeddings from Redis (default: $REDIS_URL)
   --snapshot FILE       load an L1 snapshot (from ctrserve warm) before scoring; it is not rewritten
   --base-url URL        prefix for relative image_url values (must match what warm used)
+  --enqueue-misses      with --policy oov and Redis: put misses on the shared embedding queue, as the
+                        server does, for the instances consuming it to compute (default: off)
   --max-invalid N       exit 3 when more than N rows are invalid (default 0)
   --model-dir DIR       bundle folder (default: $MODEL_DIR or models/ctr-synth)
   --summary-json FILE   also write the summary (rows/s, sources, hit rates, peak RSS) as JSON
@@ -52,7 +54,8 @@ const OPTIONS = {
   'budget-ms': { type: 'string' }, workers: { type: 'string' }, 'ort-threads': { type: 'string' }, batch: { type: 'string' },
   'in-flight': { type: 'string' }, redis: { type: 'string' }, snapshot: { type: 'string' }, 'base-url': { type: 'string' },
   'max-invalid': { type: 'string' }, 'model-dir': { type: 'string' }, 'summary-json': { type: 'string' },
-  'progress-interval': { type: 'string' }, verbose: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  'progress-interval': { type: 'string' }, 'enqueue-misses': { type: 'boolean' }, verbose: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
   // Internal: this process is a worker of a parent 'ctrserve score' (error lines, no progress, no summary text).
   child: { type: 'boolean' },
 } as const
@@ -161,7 +164,10 @@ async function runSingle(v: Values, o: Opts): Promise<number> {
   const startedAt = performance.now()
   const config = configFor(v)
   const child = v.child === true
-  const rt = await createRuntime(config, stderrLogger(v.verbose === true), { consume: false })
+  // Nothing here consumes the queue; misses are queued only on request, for the servers sharing Redis.
+  const enqueueMisses = v['enqueue-misses'] === true
+  if (enqueueMisses && !config.REDIS_URL && !child) process.stderr.write('warn: --enqueue-misses without Redis has no effect (no one consumes the in-process queue)\n')
+  const rt = await createRuntime(config, stderrLogger(v.verbose === true), { consume: false, enqueueMisses: enqueueMisses && config.REDIS_URL !== '' })
   const sink = LineSink.open(o.output)
   let progress: Progress | undefined
   let summary: Summary
@@ -209,6 +215,7 @@ function forwardedArgs(v: Values): string[] {
     if (typeof value === 'string') out.push(`--${name}`, value)
   }
   if (v.verbose) out.push('--verbose')
+  if (v['enqueue-misses']) out.push('--enqueue-misses')
   return out
 }
 

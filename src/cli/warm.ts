@@ -38,7 +38,7 @@ options:
   -h, --help               this text
 
 Other settings (IMAGE_ALLOWED_HOSTS, IMAGE_FETCH_TIMEOUT_MS, CACHE_TTL_SECONDS, …) come from the
-environment as for the server. Exit: 0 done, 1 error, 2 usage, 3 failure rate over the threshold,
+environment as for the server; EMBED_NICE defaults to 0 here (encoders at normal priority). Exit: 0 done, 1 error, 2 usage, 3 failure rate over the threshold,
 130 interrupted (the cache keeps what was written; rerun to finish).
 `
 
@@ -55,6 +55,9 @@ function configFor(v: Record<string, string | boolean | undefined>): Config {
   if (str('batch')) o.EMBED_BATCH_SIZE = str('batch') as string
   // Nothing consumes the background queue here: misses are computed explicitly.
   o.QUEUE_CAPACITY = 1
+  // Embedding is this command's whole job: the encoder threads run at normal priority unless the
+  // environment says otherwise (the server lowers them so that requests keep the cores).
+  if (process.env.EMBED_NICE === undefined) o.EMBED_NICE = 0
   return loadConfig(o)
 }
 
@@ -147,7 +150,9 @@ async function runWarm(input: string, config: Config, o: RunOptions): Promise<nu
     if (stop.signal.aborted) return
     process.stderr.write('\nwarm: interrupted; finishing the batches in flight and saving (Ctrl-C again to abort)\n')
     stop.abort()
-    process.once('SIGINT', () => process.exit(130))
+    // A second Ctrl-C ends the process at once: with no listener left, SIGINT's default action
+    // applies (process.exit() here would tear down the encoder threads mid-run and abort in ORT).
+    process.once('SIGINT', () => process.kill(process.pid, 'SIGINT'))
   }
   process.once('SIGINT', onSigint)
   let summary: WarmSummary
@@ -160,12 +165,13 @@ async function runWarm(input: string, config: Config, o: RunOptions): Promise<nu
     progress = new Progress({ label: 'warm', total, unit: 'rows', intervalMs: o.progressIntervalS * 1000 })
     const p = progress
     const fetchTimeout = config.IMAGE_FETCH_TIMEOUT_MS
+    const confirm = redisConfirm(rt)
     summary = await warm(readRows(input), {
       lookup: (keys, deadline) => rt.store.lookup(keys, deadline),
       embedder: rt.embedder,
       keyOf: rt.keyOf,
       check: (v) => validator.item(v, o.baseUrl),
-      ...(redisConfirm(rt) ? { confirm: redisConfirm(rt) as (keys: string[]) => Promise<boolean[]> } : {}),
+      ...(confirm ? { confirm } : {}),
     }, {
       batchSize: config.EMBED_BATCH_SIZE,
       concurrency: o.concurrency,
