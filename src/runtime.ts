@@ -87,7 +87,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   })
   const queue = createQueue({ config, redis, metrics })
   if (opts.consume ?? true) {
-    queue.start(makeJobHandler(embedder, config.IMAGE_FETCH_TIMEOUT_MS + 1000, log), {
+    queue.start(makeJobHandler(embedder, store, config.IMAGE_FETCH_TIMEOUT_MS + 1000, log), {
       concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,
     })
   }

@@ -11,39 +11,44 @@ const ROW_CACHE_LIMIT = 100_000
  * the mean of rows for multi-valued fields, row 0 when the field is missing.
  */
 export class FieldFeatures {
-  // Hashing dominates field cost on big requests; values repeat across requests.
-  private readonly rowCache = new Map<string, number>()
+  // Hashing dominates field cost on big requests; values repeat across requests. One map per field.
+  private readonly rowCache = new Map<string, Map<string, number>>()
 
-  constructor(private readonly bundle: Bundle) {}
+  constructor(private readonly bundle: Bundle) {
+    for (const f of bundle.fields) this.rowCache.set(f.spec.name, new Map())
+  }
 
   private hashRow(f: LoadedField, value: string): number {
-    const key = f.spec.name + '\u0000' + value
-    let row = this.rowCache.get(key)
+    const cache = this.rowCache.get(f.spec.name) as Map<string, number>
+    let row = cache.get(value)
     if (row === undefined) {
       row = categoricalRow(f.spec, value)
-      if (this.rowCache.size >= ROW_CACHE_LIMIT) this.rowCache.clear()
-      this.rowCache.set(key, row)
+      if (cache.size >= ROW_CACHE_LIMIT) cache.clear()
+      cache.set(value, row)
     }
     return row
   }
 
-  /** Rows for one field value; throws a 400 naming the field when the value has the wrong type. */
-  private rows(f: LoadedField, value: unknown, path: string): number[] {
+  /**
+   * Rows for one field value; throws a 400 naming the field when the value has the wrong type.
+   * `path` is a function: building a JSON path per field per item only matters when it is wrong.
+   */
+  private rows(f: LoadedField, value: unknown, path: () => string): number[] {
     if (value === undefined || value === null) return [0]
     if (f.spec.type === 'numeric') {
-      if (typeof value !== 'number' || !Number.isFinite(value)) throw new CtrError('BAD_FIELD', [path, 'must be a finite number'])
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw new CtrError('BAD_FIELD', [path(), 'must be a finite number'])
       return [numericRow(f.spec, value)]
     }
     if (typeof value === 'string') return [this.hashRow(f, value)]
     if (Array.isArray(value)) {
-      if (!f.spec.multi) throw new CtrError('BAD_FIELD', [path, 'takes one string, not an array'])
+      if (!f.spec.multi) throw new CtrError('BAD_FIELD', [path(), 'takes one string, not an array'])
       if (value.length === 0) return [0]
       return value.map((v, i) => {
-        if (typeof v !== 'string') throw new CtrError('BAD_FIELD', [`${path}/${i}`, 'must be a string'])
+        if (typeof v !== 'string') throw new CtrError('BAD_FIELD', [`${path()}/${i}`, 'must be a string'])
         return this.hashRow(f, v)
       })
     }
-    throw new CtrError('BAD_FIELD', [path, f.spec.multi ? 'must be a string or an array of strings' : 'must be a string'])
+    throw new CtrError('BAD_FIELD', [path(), f.spec.multi ? 'must be a string or an array of strings' : 'must be a string'])
   }
 
   private write(out: Float32Array, base: number, f: LoadedField, rows: number[]): void {
@@ -70,7 +75,7 @@ export class FieldFeatures {
     for (const f of fields.values()) {
       const group = f.spec.type === 'numeric' ? num : cat
       const value: unknown = Object.hasOwn(group, f.spec.name) ? (group as Record<string, unknown>)[f.spec.name] : undefined
-      this.write(out, base, f, this.rows(f, value, `${path}/${f.spec.type}/${f.spec.name}`))
+      this.write(out, base, f, this.rows(f, value, () => `${path}/${f.spec.type}/${f.spec.name}`))
     }
     for (const [kind, group] of [['categorical', cat], ['numeric', num]] as const) {
       for (const name of Object.keys(group)) {

@@ -2,13 +2,22 @@ import type { FastifyInstance } from 'fastify'
 import { predictBodySchema, predictResponseSchema } from '../predict/predict-schema.ts'
 import type { PredictBody } from '../predict/types.ts'
 
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** When the request arrived (before body parsing): the budget is charged from here. */
+    receivedAt: number
+  }
+}
+
 export default async function predictRoutes(app: FastifyInstance): Promise<void> {
   const rt = app.runtime
+  app.decorateRequest('receivedAt', 0)
+  app.addHook('onRequest', async (request) => { request.receivedAt = Date.now() })
   app.post<{ Body: PredictBody }>('/predict', {
     schema: {
       summary: 'CTR distributions for a list of candidate items',
       body: predictBodySchema({ maxItems: rt.config.MAX_ITEMS }),
       response: { 200: predictResponseSchema(rt.bundle.manifest) },
     },
-  }, async (request) => rt.predict.predict(request.body, Date.now()))
+  }, async (request) => rt.predict.predict(request.body, request.receivedAt))
 }
