@@ -2,7 +2,7 @@ import type { Bundle } from '../bundle/load-bundle.ts'
 import type { EmbedJob } from '../queue/types.ts'
 import type { EmbeddingService, Modality } from '../embedding/embedding-service.ts'
 import type { FieldFeatures } from '../fusion/field-features.ts'
-import type { Head } from '../fusion/head.ts'
+import type { Head, HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
 import { ctrDistribution } from '../mdn/distribution.ts'
 import { CtrError } from '../errors.ts'
@@ -16,7 +16,7 @@ export interface PredictDeps {
   readonly store: EmbeddingLookup
   readonly queue: { enqueue(jobs: EmbedJob[]): Promise<number> }
   readonly embedder: Pick<EmbeddingService, 'compute' | 'costMs'>
-  readonly head: Pick<Head, 'run'>
+  readonly head: Pick<Head, 'runWith'>
   readonly fields: FieldFeatures
   readonly metrics: Pick<Metrics, 'requestStage' | 'sources'>
   readonly keyOf: KeyFn
@@ -67,11 +67,10 @@ export class PredictService {
     const resolved = mods.map((m) => resolveFromLookup(m, found))
     if (policy === 'budget') await Promise.all(mods.map((m, i) => this.computeWithinBudget(m, resolved[i] as ResolvedModality, deadline)))
     const t2 = performance.now()
-    mods.forEach((m, i) => this.enqueueMisses(m, resolved[i] as ResolvedModality))
-
     const [image, text] = resolved as [ResolvedModality, ResolvedModality]
-    const x = this.assemble(body, image, text, warnings)
-    const out = await this.d.head.run(x)
+    // Fields are checked while the head's inputs are filled: a 400 there queues no jobs.
+    const out = await this.d.head.runWith(items.length, (x) => this.assemble(x, body, image, text, warnings))
+    mods.forEach((m, i) => this.enqueueMisses(m, resolved[i] as ResolvedModality))
     const t3 = performance.now()
     const predictions: Prediction[] = items.map((it, i) => ({
       id: it.id,
@@ -127,18 +126,12 @@ export class PredictService {
     this.d.queue.enqueue([...jobs.values()]).catch((err: unknown) => this.d.log.warn({ err: String(err) }, 'enqueue failed'))
   }
 
-  private assemble(body: PredictBody, image: ResolvedModality, text: ResolvedModality, warnings: Set<string>) {
+  /** Write every element of the head's inputs for this request (x comes from Head.runWith). */
+  private assemble(x: HeadInputs, body: PredictBody, image: ResolvedModality, text: ResolvedModality, warnings: Set<string>): void {
     const b = this.d.bundle
-    const n = body.items.length
     const di = b.oov.image.length
     const dt = b.oov.text.length
     const df = b.fieldsDim
-    const x = {
-      n,
-      image: new Float32Array(n * di), imageOov: new Float32Array(n),
-      text: new Float32Array(n * dt), textOov: new Float32Array(n),
-      fields: new Float32Array(n * df),
-    }
     const ctxRow = new Float32Array(df)
     this.d.fields.fill(ctxRow, 0, 'context', body.context, 'body/context', warnings)
     body.items.forEach((it, i) => {
@@ -152,7 +145,6 @@ export class PredictService {
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
       for (const k of Object.keys(it)) if (!KNOWN_ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
-    return x
   }
 
   private countSources(sources: readonly Source[], modality: Modality): void {
