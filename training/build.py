@@ -28,7 +28,7 @@ from .export import export_head, export_image_encoder, export_text_encoder, max_
 from .features import Featurizer, fields_emb_numpy, fit_edges
 from .hashing import hash_row
 from .tokenizer import encode, load_tokenizer, pad_batch, save_tokenizer, train_tokenizer
-from .train import CTRModel, Data, predict, train
+from .train import CTRModel, Data, fit_spread_tau, predict, train
 
 T0 = time.time()
 VERSION = "1.0.0"
@@ -85,6 +85,15 @@ def prepare(dcfg: DataConfig, work: Path, pretrained: bool):
     return world, items, rows, split, pixels, enc, feats
 
 
+def row_split(split: np.ndarray, item: np.ndarray, seen_share: float = 0.08, seed: int = 5) -> np.ndarray:
+    """Per-row split: the item split, except that a share of the training items' rows is held out
+    as split 4 ("seen items, new rows"), the regime a server mostly scores in."""
+    r = split[item].copy()
+    u = np.random.default_rng(seed).random(len(item))
+    r[(r == 0) & (u < seen_share)] = 4
+    return r
+
+
 def build_data(items, rows, split, feats, tok, feat: Featurizer, item_recs, ctx_recs) -> Data:
     seqs = encode(tok, items.titles)
     ids, mask = pad_batch(seqs)
@@ -96,7 +105,7 @@ def build_data(items, rows, split, feats, tok, feat: Featurizer, item_recs, ctx_
         i_has_title=torch.tensor([len(s) > 0 for s in seqs]),
         i_fields={k: T(v) for k, v in i_fields.items()},
         r_item=T(rows.item), r_fields={k: T(v) for k, v in r_fields.items()},
-        r_n=T(rows.impressions), r_c=T(rows.clicks), r_split=T(split[rows.item]),
+        r_n=T(rows.impressions), r_c=T(rows.clicks), r_split=T(row_split(split, rows.item)),
     )
 
 
@@ -250,14 +259,17 @@ def swap_in(tmp: Path, out: Path) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--name", default="ctr-synth", help="bundle name written to the manifest")
     ap.add_argument("--small", action="store_true", help="tiny data, short training, random CNN weights")
     ap.add_argument("--work", type=Path, default=None, help="cache dir (images, features)")
     ap.add_argument("--sample-out", type=Path, default=None, help="write the committed sample here")
     ap.add_argument("--parity", type=int, default=None)
     ap.add_argument("--epochs-joint", type=int, default=None)
     ap.add_argument("--epochs-head", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 is fastest for these small ops, and far faster on a busy machine")
     args = ap.parse_args(argv)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     dcfg = SMALL if args.small else FULL
     tcfg = SMALL_TRAIN if args.small else TrainConfig()
     if args.epochs_joint is not None:
@@ -289,8 +301,9 @@ def main(argv=None) -> int:
     model = CTRModel(tok.get_vocab_size(), feat.table_rows, img_mean, img_std)
     train(model, data, tcfg, log, seed=dcfg.seed % 1000)
 
-    # ---- calibration on the held-out calibration split
+    # ---- spread temperature + isotonic calibration on the held-out calibration split
     va = torch.nonzero(data.r_split == 1).squeeze(1)
+    tau = fit_spread_tau(model, data, va, log)
     pi, mu, sg = predict(model, data, va)
     raw_va, _ = mdn.moments(pi, mu, sg)
     cx, cy = ev.fit_isotonic(raw_va, rows.clicks[va.numpy()], rows.impressions[va.numpy()])
@@ -360,7 +373,7 @@ def main(argv=None) -> int:
             rel = p.relative_to(tmp).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest = {
-        "format": 1, "name": out.name, "version": VERSION,
+        "format": 1, "name": args.name, "version": VERSION,
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files": files,
         "encoders": {

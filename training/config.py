@@ -73,14 +73,14 @@ FULL = DataConfig()
 
 @dataclass
 class TrainConfig:
-    epochs_joint: int = 6        # text encoder + head
-    epochs_head: int = 8         # head only, text encoder frozen
+    epochs_joint: int = 10       # text encoder + head (early stopping on validation)
+    epochs_head: int = 12        # head only, text encoder frozen (early stopping)
     batch: int = 1024
     lr: float = 2e-3
     oov_image: float = 0.15
     oov_text: float = 0.15
     field_drop: float = 0.03     # rows whose value is replaced by "missing" (row 0), so row 0 is trained
-    weight_decay: float = 1e-5
+    weight_decay: float = 5e-5
     extra: dict = field(default_factory=dict)
 
 

@@ -135,7 +135,7 @@ def write_report(out: Path, metrics: dict, plots: dict) -> None:
     lim = max(max(np.max(v[0]) for v in plots["reliability"].values()), 0.01) * 1.05
     ax.plot([0, lim], [0, lim], "k:", lw=1)
     ax.set(xlabel="predicted CTR (impression-weighted bin mean)", ylabel="observed CTR",
-           title="Reliability, 20 equal-mass bins (test split)")
+           title="Reliability, 20 equal-mass bins (unseen items)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
@@ -145,7 +145,7 @@ def write_report(out: Path, metrics: dict, plots: dict) -> None:
     h = plots["pit"]
     ax.bar(np.arange(len(h)) / len(h), h, width=1 / len(h), align="edge", edgecolor="k")
     ax.axhline(1.0, color="r", ls=":")
-    ax.set(xlabel="PIT = F_model(z*)", ylabel="density", title="PIT histogram of p* (test split)")
+    ax.set(xlabel="PIT = F_model(z*)", ylabel="density", title="PIT histogram of p* (unseen items)")
     fig.tight_layout()
     fig.savefig(out / "pit.png", dpi=110)
     plt.close(fig)
@@ -157,7 +157,7 @@ def write_report(out: Path, metrics: dict, plots: dict) -> None:
     ax.set_xlim(min(vals) - 0.03, max(vals) + 0.01)
     for i, v in enumerate(vals):
         ax.text(v, i, f" {v:.4f}", va="center")
-    ax.set(xlabel="AUC (impression-level)", title="AUC on the test split")
+    ax.set(xlabel="AUC (impression-level)", title="AUC (unseen items unless noted)")
     fig.tight_layout()
     fig.savefig(out / "auc.png", dpi=110)
     plt.close(fig)

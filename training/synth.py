@@ -75,7 +75,7 @@ def make_world(cfg: DataConfig) -> World:
     return World(
         topic_words=topic_words,
         cat_topic=rng.integers(0, N_TOPICS, N_CATEGORIES),
-        pub_effect=rng.normal(0, 0.35, cfg.n_publishers),
+        pub_effect=rng.normal(0, 0.25, cfg.n_publishers),
         pub_pop=pub_pop,
         pub_topic=rng.integers(0, N_TOPICS, cfg.n_publishers),
         cat_effect=rng.normal(0, 0.25, N_CATEGORIES),
@@ -142,7 +142,7 @@ def make_items(cfg: DataConfig, world: World) -> Items:
     pub = rng.choice(cfg.n_publishers, size=n, p=world.pub_pop)
     topic = np.where(rng.random(n) < 0.7, world.pub_topic[pub], rng.integers(0, N_TOPICS, n))
     cats_by_topic = [np.flatnonzero(world.cat_topic == t) for t in range(N_TOPICS)]
-    category = np.array([rng.choice(cats_by_topic[t]) if len(cats_by_topic[t]) and rng.random() < 0.8
+    category = np.array([rng.choice(cats_by_topic[t]) if len(cats_by_topic[t]) and rng.random() < 0.6
                          else rng.integers(0, N_CATEGORIES) for t in topic])
     tags_by_topic = [np.flatnonzero(world.tag_topic == t) for t in range(N_TOPICS)]
     lang = rng.choice(len(LANGUAGES), size=n, p=LANG_P)
@@ -178,9 +178,9 @@ def make_items(cfg: DataConfig, world: World) -> Items:
     title_len = np.array([len(t.split()) for t in titles], dtype=np.float64)
     img = (0.45 * np.cos(2 * np.pi * (hue - 0.08)) + 0.5 * (value - 0.6)
            + world.shape_effect[shape] - 0.25 * (texture > 0.7))
-    resid = rng.normal(0, 0.2, n)
+    resid = rng.normal(0, 0.1, n)
     item_mean = (world.pub_effect[pub] + world.cat_effect[category] + world.topic_effect[topic]
-                 + tag_eff + world.lang_effect[lang] + img + 0.22 * bait
+                 + tag_eff + world.lang_effect[lang] + img + 0.3 * bait
                  - 0.18 * np.log1p(age / 6.0) - 0.01 * (title_len - 9) ** 2 + resid)
     spread = np.where(volatile, 0.5, 0.15) + 0.05 * (age < 3)
     base = 1 / (1 + np.exp(-(world.intercept + item_mean)))

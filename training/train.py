@@ -159,3 +159,17 @@ def train(model: CTRModel, data: Data, cfg: TrainConfig, log, seed: int = 0) -> 
     params = [p for p in model.parameters() if p.requires_grad]
     _run_epochs(model, data, tr, cfg.epochs_head, cfg, params, cfg.lr * 0.5, seed + 2, log, "head", va)
     model.eval()
+
+
+@torch.no_grad()
+def fit_spread_tau(model: CTRModel, data: Data, rows: torch.Tensor, log,
+                   grid=(0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.65, 1.8, 2.0)) -> float:
+    """Pick the spread temperature that minimises the held-out NLL of click counts."""
+    res = {}
+    for tau in grid:
+        model.head.spread_tau.fill_(tau)
+        res[tau] = evaluate_nll(model, data, rows)
+    best = min(res, key=res.get)
+    model.head.spread_tau.fill_(best)
+    log("spread temperature: " + ", ".join(f"{k}: {v:.5f}" for k, v in res.items()) + f" -> {best}")
+    return best

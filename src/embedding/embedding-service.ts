@@ -86,9 +86,12 @@ export class EmbeddingService {
 
   private async computeTexts(reqs: readonly EmbedRequest[]): Promise<EmbedResult[]> {
     try {
-      const { embeddings } = await this.deps.textPool.embedTexts(reqs.map((r) => r.input))
+      const { embeddings, inputIds } = await this.deps.textPool.embedTexts(reqs.map((r) => r.input))
       const dim = embeddings.length / reqs.length
-      return reqs.map((_, i) => ({ ok: true, vector: embeddings.slice(i * dim, (i + 1) * dim) }))
+      // A title with no tokens is absent to the model (bundle-format.md "Text"): the OOV vector stands.
+      return reqs.map((_, i) => ((inputIds[i]?.length ?? 0) === 0
+        ? { ok: false, error: new Error('title has no tokens'), permanent: true }
+        : { ok: true, vector: embeddings.slice(i * dim, (i + 1) * dim) }))
     } catch (err) {
       return reqs.map(() => asFailure(err))
     }

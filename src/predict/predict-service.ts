@@ -55,7 +55,8 @@ export class PredictService {
     const mods: ModalityInputs[] = (['image', 'text'] as const).map((modality) => {
       const inputs = items.map((it) => {
         const v = modality === 'image' ? it.image_url : it.title
-        return v === undefined || v.length === 0 ? undefined : v
+        // Whitespace-only titles tokenize to nothing: absent, like a missing title.
+        return v === undefined || v.trim().length === 0 ? undefined : v
       })
       return { modality, inputs, keys: inputs.map((v) => (v === undefined ? undefined : this.d.keyOf(modality, v))) }
     })
