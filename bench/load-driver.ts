@@ -96,7 +96,8 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     inFlight++
     if (inFlight > maxInFlight) maxInFlight = inFlight
     try {
-      const res = await pool.request({ path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' }, body })
+      // The timeout runs from the send, queueing in the pool included: a stuck target cannot hold the run.
+      const res = await pool.request({ path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(o.timeoutMs) })
       const sample = res.statusCode === 200 && i % o.sampleEvery === 0
       const text = sample ? await res.body.text() : undefined
       if (!sample) await res.body.arrayBuffer()
@@ -152,7 +153,9 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
   const drainUntil = performance.now() + o.timeoutMs + 1000
   while (pending.size > 0 && performance.now() < drainUntil) await Promise.race([...pending, new Promise((r) => setTimeout(r, 100))])
   const elapsed = (performance.now() - t0) / 1000
-  await pool.close().catch(() => undefined)
+  if (pending.size > 0) statusCounts.unfinished = pending.size
+  errors += pending.size
+  await pool.destroy().catch(() => undefined)
   return {
     mode, targetRate: o.rate, durationS: Math.round(elapsed * 100) / 100, sent, completed, ok, errors, statusCounts,
     throughput: Math.round((ok / elapsed) * 10) / 10,

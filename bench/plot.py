@@ -43,19 +43,21 @@ def latency_plot(summary, out: Path) -> None:
 
 def sweep_plot(summary, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(9, 6))
-    colors = {"ctrserve": "tab:blue", "peer": "tab:orange"}
-    for name, pts in summary.get("sweeps", {}).items():
+    palette = ["tab:blue", "tab:cyan", "tab:orange", "tab:red", "tab:purple"]
+    for idx, (name, pts) in enumerate(summary.get("sweeps", {}).items()):
+        color = palette[idx % len(palette)]
         if not pts:
             continue
         tp = [p["throughput"] for p in pts]
-        ax.plot(tp, [p["p50"] for p in pts], "o--", color=colors.get(name), label=f"{name} p50")
-        ax.plot(tp, [p["p99"] for p in pts], "s-", color=colors.get(name), label=f"{name} p99")
+        ax.plot(tp, [p["p50"] for p in pts], "o--", color=color, label=f"{name} p50")
+        ax.plot(tp, [p["p99"] for p in pts], "s-", color=color, label=f"{name} p99")
         for p in pts:
             ax.annotate(str(p["rate"]), (p["throughput"], p["p99"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ceiling = summary.get("ceiling")
     if ceiling:
-        ax.axvline(ceiling["requestsPerSecond"], color="green", ls=":", label=f"ceiling (head+stats) {ceiling['requestsPerSecond']} req/s")
-        ax.axvline(0.6 * ceiling["requestsPerSecond"], color="green", ls="-.", lw=0.7, label="60% of ceiling")
+        c = round(1000 / ceiling["totalMs"]["p50"])  # median batch time, as in the targets
+        ax.axvline(c, color="green", ls=":", label=f"ceiling (head+stats, median) {c} req/s")
+        ax.axvline(0.6 * c, color="green", ls="-.", lw=0.7, label="60% of ceiling")
     ax.axhline(50, color="grey", ls="--", lw=0.7, label="p99 50 ms")
     ax.set_yscale("log")
     ax.set_xlabel("throughput (2xx req/s, 100 items/request; labels = offered rate)")

@@ -14,7 +14,14 @@ export interface Child {
 
 const live = new Set<Child>()
 
-export function spawnChild(name: string, cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; onStdout?: (line: string) => void } = {}): Child {
+/** Niceness for every child (BENCH_NICE, set by run-all --nice): negative = ahead of other work on the box. */
+function niced(cmd: string, args: readonly string[]): [string, readonly string[]] {
+  const n = process.env.BENCH_NICE
+  return n && n !== '0' ? ['nice', ['-n', n, cmd, ...args]] : [cmd, args]
+}
+
+export function spawnChild(name: string, cmdIn: string, argsIn: readonly string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; onStdout?: (line: string) => void } = {}): Child {
+  const [cmd, args] = niced(cmdIn, argsIn)
   const proc = spawn(cmd, args, { env: { ...process.env, ...opts.env }, cwd: opts.cwd ?? process.cwd(), stdio: ['ignore', 'pipe', 'pipe'] })
   if (proc.pid === undefined) throw new Error(`${name}: could not start ${cmd}`)
   const tail: string[] = []

@@ -22,8 +22,6 @@ export interface RunContext {
   /** Redis prefix holding the embeddings of every sample item once `seeded` is true. */
   readonly warmPrefix: string
   seeded: boolean
-  /** ctrserve's response to the first all-hit body, for the peer's parity check. */
-  referenceResponse?: string
   log(msg: string): void
 }
 
@@ -36,6 +34,7 @@ export interface SweepPoint {
   readonly errors: number
   readonly serverCores: number
   readonly driverCores: number
+  readonly otherCores: number
 }
 
 export interface ScenarioResult {
@@ -51,7 +50,8 @@ export interface ScenarioResult {
   /** The headline measurement (the one in the table). */
   main?: Measurement
   readonly extra: Record<string, Measurement>
-  sweep?: SweepPoint[]
+  /** Open-loop rate sweeps by target name (throughput–latency curves). */
+  sweeps?: Record<string, SweepPoint[]>
   ceiling?: CeilingResult
   profile?: ProfileSummary
   readonly notes: string[]

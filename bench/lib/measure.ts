@@ -2,9 +2,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { DriverResult } from '../load-driver.ts'
-import { spawnChild } from './children.ts'
+import { httpOk, spawnChild, waitFor } from './children.ts'
 import { type CacheFigures, cacheFigures, diff, scrape } from './metrics.ts'
-import { coresUsed, cpuSample, loadAverage, machineSample, memory, watchRss } from './proc-stats.ts'
+import { coresUsed, cpuSample, loadAverage, machineSample, mainThreadSample, memory, watchRss } from './proc-stats.ts'
 
 // One measured load phase: the load driver in its own process against a target, with CPU of every
 // participant and the target's RSS sampled around it, and cache figures diffed over the window.
@@ -45,7 +45,7 @@ export interface Target {
 interface PeerStats { l1_hit: number; l1_miss: number; l2_hit: number; l2_miss: number; jobs_done: number; jobs_failed: number; jobs_dropped: number; sources: Record<string, Record<string, number>> }
 
 async function peerStats(base: string): Promise<PeerStats> {
-  const r = await fetch(`${base}/stats`, { signal: AbortSignal.timeout(5000) })
+  const r = await fetch(`${base}/stats`, { signal: AbortSignal.timeout(30_000) })
   return (await r.json()) as PeerStats
 }
 
@@ -87,6 +87,7 @@ export async function measure(target: Target, url: string, bodiesFile: string, l
     const rss = watchRss(target.pid)
     const before = all.map((p) => cpuSample(p.pid))
     const mach0 = machineSample()
+    const main0 = mainThreadSample(target.pid)
     const driver = spawnChild('load-driver', process.execPath, args)
     const d0 = cpuSample(driver.pid)
     let d1 = d0
@@ -97,15 +98,22 @@ export async function measure(target: Target, url: string, bodiesFile: string, l
     clearTimeout(limit)
     clearInterval(poll)
     const after = all.map((p) => cpuSample(p.pid))
+    // An overloaded target may still be working off requests the driver gave up on: let it settle
+    // (bounded) before reading its counters and before the next phase starts.
+    await waitFor('target settles', () => httpOk(`${target.base}/healthz`), 120_000, 500).catch(() => undefined)
     const mach1 = machineSample()
+    const main1 = mainThreadSample(target.pid)
     const maxRss = rss.stop()
     if (code !== 0) throw new Error(`load driver exited with ${code}\n${driver.stderrTail()}`)
     const result = JSON.parse(readFileSync(out, 'utf8')) as DriverResult
     const cpu: Record<string, number> = { driver: coresUsed(d0, d1) }
     all.forEach((p, i) => { cpu[p.role] = coresUsed(before[i], after[i]) })
     cpu.machine = coresUsed(mach0, mach1)
-    const ours = Object.entries(cpu).filter(([k]) => k !== 'machine').reduce((a, [, v]) => a + (Number.isFinite(v) ? v : 0), 0)
+    // Not a role of its own: the server's main thread (event loop), part of `server`.
+    const serverMain = coresUsed(main0, main1)
+    const ours = Object.entries(cpu).filter(([k]) => k !== 'machine' && k !== 'serverMainThread').reduce((a, [, v]) => a + (Number.isFinite(v) ? v : 0), 0)
     cpu.other = Math.max(0, Math.round(((cpu.machine ?? 0) - ours) * 1000) / 1000)
+    cpu.serverMainThread = serverMain
     const mem = memory(target.pid)
     const cache = target.kind === 'ctrserve' && m0
       ? cacheFigures(diff(m0, await scrape(target.base)))

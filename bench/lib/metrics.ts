@@ -4,7 +4,7 @@
 export type MetricMap = Map<string, number>
 
 export async function scrape(base: string): Promise<MetricMap> {
-  const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(5000) })
+  const res = await fetch(`${base}/metrics`, { signal: AbortSignal.timeout(30_000) })
   const text = await res.text()
   const out: MetricMap = new Map()
   for (const line of text.split('\n')) {

@@ -10,20 +10,34 @@ import { type Target, measure } from './measure.ts'
 
 export const SWEEP_P99_LIMIT_MS = 50
 
-/** Open-loop steps at increasing rates; stops after the first step whose p99 exceeds the limit or that fails > 1%. */
-export async function sweep(ctx: RunContext, target: Target, bodies: string, rates: readonly number[], stepS: number): Promise<SweepPoint[]> {
-  const points: SweepPoint[] = []
-  for (const rate of rates) {
-    ctx.log(`  sweep: ${rate} req/s for ${stepS} s`)
-    const m = await measure(target, `${target.base}/predict`, bodies, { mode: 'open', rate, durationS: stepS, connections: 64, sampleEvery: 50, timeoutMs: 5000 }, infra(ctx))
-    const d = m.driver
-    points.push({
-      rate, throughput: d.throughput, p50: d.latency.p50, p99: d.latency.p99, p999: d.latency.p999, errors: d.errors,
-      serverCores: m.cpu.server ?? Number.NaN, driverCores: m.cpu.driver ?? Number.NaN,
-    })
-    if (!(d.latency.p99 <= SWEEP_P99_LIMIT_MS) || d.errors > 0.01 * d.sent) break
+async function step(ctx: RunContext, target: Target, bodies: string, rate: number, stepS: number): Promise<{ point: SweepPoint; over: boolean }> {
+  ctx.log(`  sweep ${target.kind}: ${rate} req/s for ${stepS} s`)
+  const m = await measure(target, `${target.base}/predict`, bodies, { mode: 'open', rate, durationS: stepS, connections: 64, sampleEvery: 50, timeoutMs: 5000 }, infra(ctx))
+  const d = m.driver
+  const point: SweepPoint = {
+    rate, throughput: d.throughput, p50: d.latency.p50, p99: d.latency.p99, p999: d.latency.p999, errors: d.errors,
+    serverCores: m.cpu.server ?? Number.NaN, driverCores: m.cpu.driver ?? Number.NaN, otherCores: m.cpu.other ?? Number.NaN,
   }
-  return points
+  return { point, over: !(d.latency.p99 <= SWEEP_P99_LIMIT_MS) || d.errors > 0.01 * d.sent }
+}
+
+/**
+ * Open-loop steps at increasing rates, the targets interleaved step by step (so they see the same
+ * machine noise); a target stops after its first step whose p99 exceeds the limit or that fails > 1%.
+ */
+export async function sweep(ctx: RunContext, targets: ReadonlyArray<{ name: string; target: Target }>, bodies: string, rates: readonly number[], stepS: number): Promise<Record<string, SweepPoint[]>> {
+  const out: Record<string, SweepPoint[]> = {}
+  const active = new Set(targets.map((t) => t.name))
+  for (const rate of rates) {
+    for (const t of targets) {
+      if (!active.has(t.name)) continue
+      const { point, over } = await step(ctx, t.target, bodies, rate, stepS)
+      ;(out[t.name] ??= []).push(point)
+      if (over) active.delete(t.name)
+    }
+    if (active.size === 0) break
+  }
+  return out
 }
 
 /** Highest swept rate whose p99 ≤ limit with < 1% errors and throughput within 5% of the offered rate. */

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 import { execFileSync } from 'node:child_process'
 
 // CPU and memory of a process (all its threads) from /proc, so every participant of a run
@@ -68,4 +68,30 @@ export function machineSample(): CpuSample | undefined {
 
 export function loadAverage(): number {
   try { return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]) } catch { return Number.NaN }
+}
+
+/** CPU seconds of every thread of `pid`, by thread id (Linux keeps per-thread counters under task/). */
+export function threadCpu(pid: number): Map<number, number> {
+  const out = new Map<number, number>()
+  let tids: string[] = []
+  try { tids = readdirSync(`/proc/${pid}/task`) } catch { return out }
+  for (const t of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8')
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out.set(Number(t), (Number(rest[11]) + Number(rest[12])) / CLK_TCK)
+    } catch { /* thread ended */ }
+  }
+  return out
+}
+
+/** CPU of the main thread of `pid` (thread id = pid). */
+export function mainThreadSample(pid: number): CpuSample | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, 'utf8')
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { at: performance.now(), cpuSeconds: (Number(rest[11]) + Number(rest[12])) / CLK_TCK }
+  } catch {
+    return undefined
+  }
 }

@@ -83,3 +83,28 @@ export async function copyVariantsInRedis(o: {
     redis.disconnect()
   }
 }
+
+/**
+ * Deletes the durable embedding queue under `prefix` (`<prefix>:q:*`: streams, retries, pending and
+ * negative markers). A scenario that ended with a backlog (e.g. an overload phase) would otherwise
+ * hand it to the next server on the same prefix, which embeds it during that scenario's measurement.
+ * Returns the number of keys deleted and the jobs that were still in the streams.
+ */
+export async function resetQueue(redisUrl: string, prefix: string): Promise<{ keys: number; streamJobs: number }> {
+  const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
+  try {
+    let streamJobs = 0
+    for (const m of ['image', 'text']) streamJobs += await redis.xlen(`${prefix}:q:stream:${m}`).catch(() => 0)
+    let cursor = '0'
+    let keys = 0
+    for (let i = 0; i < 100_000; i++) {
+      const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:q:*`, 'COUNT', 1000)
+      if (batch.length > 0) keys += await redis.unlink(...batch)
+      cursor = next
+      if (cursor === '0') break
+    }
+    return { keys, streamJobs }
+  } finally {
+    redis.disconnect()
+  }
+}
