@@ -8,5 +8,8 @@ export function serverOptions(config: Config): FastifyServerOptions {
     bodyLimit: 8 * 1024 * 1024,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
     return503OnClosing: true,
+    // The runtime plugin hashes the bundle and starts ONNX sessions and encoder threads: past
+    // fastify's default 10 s on a busy 2-core machine, which made the server exit at start.
+    pluginTimeout: 120_000,
   }
 }

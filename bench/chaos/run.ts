@@ -135,7 +135,7 @@ function failureReasons(chunks: readonly string[]): Record<string, number> {
   for (const line of chunks.join('').split('\n')) {
     if (!line.includes('embedding failed')) continue
     try {
-      const reason = String((JSON.parse(line) as { reason?: string }).reason).replace(/http:\/\/127\.0\.0\.1:\d+\/\S*/g, '<url>')
+      const reason = String((JSON.parse(line) as { reason?: string }).reason).replace(/http:\/\/127\.0\.0\.1:\d+\/[^)\s]*/g, '<url>')
       out[reason] = (out[reason] ?? 0) + 1
     } catch {
       // a partial line at a chunk boundary

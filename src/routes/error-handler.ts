@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http'
 import type { FastifyError, FastifyInstance } from 'fastify'
 import { CtrError, ERRORS } from '../errors.ts'
 
@@ -24,7 +25,8 @@ export function installErrorHandler(app: FastifyInstance): void {
       body = { statusCode: 503, code: err.code, error: 'Service Unavailable', message: err.message }
       void reply.header('retry-after', '1')
     } else if ('statusCode' in err && typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
-      body = { statusCode: err.statusCode, code: 'code' in err && typeof err.code === 'string' ? err.code : ERRORS.BAD_BODY.code, error: 'Bad Request', message: `body: ${err.message}`, field: 'body' }
+      // fastify's own 4xx (413 body too large, 415 media type, 400 bad JSON): the status text, not always 'Bad Request'.
+      body = { statusCode: err.statusCode, code: 'code' in err && typeof err.code === 'string' ? err.code : ERRORS.BAD_BODY.code, error: STATUS_CODES[err.statusCode] ?? 'Bad Request', message: `body: ${err.message}`, field: 'body' }
     } else {
       request.log.error({ err }, 'request failed')
       body = { statusCode: 500, code: ERRORS.INTERNAL.code, error: 'Internal Server Error', message: 'internal error; see the server log' }

@@ -1,13 +1,24 @@
 import type { FastifyInstance } from 'fastify'
 
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Read by @fastify/under-pressure: a route-level handler that returns nothing lets the request through. */
+    pressureHandler?: () => void
+  }
+}
+
+// Load shedding must not reach liveness (an orchestrator would restart a merely busy instance) nor
+// metrics (overload is when they are needed); /readyz is shed, which takes the instance out of rotation.
+const notShed = { pressureHandler: (): void => undefined }
+
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   const rt = app.runtime
-  app.get('/healthz', { schema: { summary: 'Liveness' } }, async () => ({ status: 'ok' }))
+  app.get('/healthz', { schema: { summary: 'Liveness' }, config: notShed }, async () => ({ status: 'ok' }))
   app.get('/readyz', { schema: { summary: 'Readiness: bundle loaded, Redis reachable when configured' } }, async (_req, reply) => {
     const r = rt.readiness()
     return reply.code(r.ready ? 200 : 503).send(r)
   })
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false }, config: notShed }, async (_req, reply) => {
     void reply.type(rt.metrics.registry.contentType)
     return rt.metrics.registry.metrics()
   })
