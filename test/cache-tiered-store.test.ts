@@ -10,7 +10,7 @@ import { L2Cache } from '../src/cache/l2.ts'
 import { MAX_RECONNECT_DELAY_MS, createRedisClient, reconnectDelay } from '../src/cache/redis-client.ts'
 import { TieredStore } from '../src/cache/tiered-store.ts'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
-import { freePort, startRedis, type RedisServer } from './helpers/redis.ts'
+import { freePort, startRedis, type RedisServer, waitReady } from './helpers/redis.ts'
 
 const DIMS = { image: 1280, text: 128 }
 const TTL = 3600
@@ -28,14 +28,6 @@ after(async () => {
   admin.disconnect()
   await server.stop()
 })
-
-async function waitReady(client: Redis): Promise<void> {
-  const until = Date.now() + 5000
-  while (client.status !== 'ready') {
-    if (Date.now() > until) throw new Error(`redis client not ready (${client.status})`)
-    await sleep(10)
-  }
-}
 
 function bytesOf(v: Float32Array): Buffer {
   return Buffer.from(v.buffer, v.byteOffset, v.byteLength)

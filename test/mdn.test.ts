@@ -6,21 +6,10 @@ import { mixtureCdfZ, mixtureMoments, mixtureQuantile, type Mixture } from '../s
 import { normalCdf } from '../src/mdn/normal-cdf.ts'
 import type { Manifest } from '../src/bundle/manifest.ts'
 import { BUNDLE_DIR } from './helpers/bundle.ts'
+import { rng } from '../bench/workload.ts' // seeded mulberry32: failures reproduce
 
 const manifest = JSON.parse(readFileSync(`${BUNDLE_DIR}/manifest.json`, 'utf8')) as Manifest
 const gh = manifest.mdn.gauss_hermite
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function randomMixture(r: () => number, k: number): Mixture {
   const w = Array.from({ length: k }, () => 0.05 + r())

@@ -63,3 +63,12 @@ export async function startRedis(): Promise<RedisServer> {
     stop: async () => { await kill(); rmSync(dir, { recursive: true, force: true }) },
   }
 }
+
+/** Resolve once an ioredis client is connected and ready (5 s at most). */
+export async function waitReady(client: Redis): Promise<void> {
+  const until = Date.now() + 5000
+  while (client.status !== 'ready') {
+    if (Date.now() > until) throw new Error(`redis client not ready (${client.status})`)
+    await sleep(10)
+  }
+}
