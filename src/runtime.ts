@@ -13,7 +13,6 @@ import { makeJobHandler } from './embedding/job-handler.ts'
 import { FieldFeatures } from './fusion/field-features.ts'
 import { Head } from './fusion/head.ts'
 import { type Metrics, createMetrics } from './metrics.ts'
-import { configureSharp, createImageFetcher, loadImageInput } from './modalities/image/index.ts'
 import { PredictService } from './predict/predict-service.ts'
 import { createQueue } from './embedding/create-queue.ts'
 import type { EmbedQueue } from './queue/types.ts'
@@ -55,7 +54,6 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const bundle = await loadBundle(config.MODEL_DIR)
   const m = bundle.manifest
   const metrics = opts.metrics ?? createMetrics()
-  configureSharp()
 
   const redis = config.REDIS_URL ? createRedisClient(config.REDIS_URL) : undefined
   const l1 = new L1Cache({ maxBytes: config.L1_MAX_BYTES })
@@ -71,20 +69,18 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const store = new TieredStore({ l1, ...(l2 ? { l2 } : {}), ttlSeconds: config.CACHE_TTL_SECONDS, metrics })
 
   const enc = m.encoders
-  const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: config.EMBED_WORKERS, ortThreads: config.ORT_INTRA_OP_THREADS, nice: config.EMBED_NICE }, log)
+  const { imagePool, textPool } = await createEncoderPools(bundle, {
+    imageWorkers: config.EMBED_WORKERS, ortThreads: config.ORT_INTRA_OP_THREADS, nice: config.EMBED_NICE,
+    imageLoading: {
+      spec: enc.image.input,
+      fetch: { timeoutMs: config.IMAGE_FETCH_TIMEOUT_MS, maxBytes: config.IMAGE_MAX_BYTES, maxRedirects: 3, allowedHosts: allowedHosts(config) },
+      limitInputPixels: config.IMAGE_MAX_PIXELS,
+      hostConcurrency: config.IMAGE_HOST_CONCURRENCY,
+    },
+  }, log)
   const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
 
-  const fetcher = createImageFetcher({
-    timeoutMs: config.IMAGE_FETCH_TIMEOUT_MS, maxBytes: config.IMAGE_MAX_BYTES, maxRedirects: 3, allowedHosts: allowedHosts(config),
-  })
-  const embedder = new EmbeddingService({
-    imagePool, textPool, imageSpec: enc.image.input, sink: store, metrics, hostConcurrency: config.IMAGE_HOST_CONCURRENCY,
-    loadImage: (url, deadline) => loadImageInput(url, {
-      deadline, spec: enc.image.input, fetcher, metrics,
-      fetchOptions: { timeoutMs: config.IMAGE_FETCH_TIMEOUT_MS, maxBytes: config.IMAGE_MAX_BYTES, maxRedirects: 3, allowedHosts: allowedHosts(config) },
-      preprocess: { limitInputPixels: config.IMAGE_MAX_PIXELS },
-    }),
-  })
+  const embedder = new EmbeddingService({ imagePool, textPool, sink: store, metrics })
   const queue = createQueue({ config, redis, metrics })
   if (opts.consume ?? true) {
     queue.start(makeJobHandler(embedder, store, config.IMAGE_FETCH_TIMEOUT_MS + 1000, log), {
@@ -124,7 +120,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
       // Durable queue: in-flight jobs end or stay un-acked for another instance; memory: finish them.
       await queue.close({ drain: !redis, timeoutMs: 10_000 })
       await snapshot()
-      await Promise.all([imagePool.close(), textPool.close(), head.close(), fetcher.close()])
+      await Promise.all([imagePool.close(), textPool.close(), head.close()])
       redis?.disconnect()
     },
   }

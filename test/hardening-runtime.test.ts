@@ -35,7 +35,7 @@ test('an image encoder worker killed in the middle of a job is replaced and the 
   // The first encoder call: hand the batch to the worker, then terminate that thread while it runs.
   pool.run = (body) => {
     const p = original(body)
-    if (killed === 0 && body.kind === 'image') {
+    if (killed === 0 && (body.kind === 'image' || body.kind === 'image-urls')) {
       killed++
       const worker = workersOf(pool)[0] as Worker
       void worker.terminate()

@@ -1,8 +1,6 @@
-import type { ImageInputSpec } from '../bundle/manifest.ts'
 import { CtrError } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EncoderPool } from './encoder-pool.ts'
-import { HostLimiter } from '../util/host-limiter.ts'
 
 export type Modality = 'image' | 'text'
 
@@ -19,17 +17,11 @@ export interface EmbeddingSink {
   store(entries: Array<{ key: string; vector: Float32Array }>): Promise<unknown>
 }
 
-/** Fetch + decode + normalise one image URL into the encoder's input tensor. */
-export type ImageLoader = (url: string, deadline: number) => Promise<{ tensor: Float32Array }>
-
 export interface EmbeddingServiceDeps {
   readonly imagePool: EncoderPool
   readonly textPool: EncoderPool
-  readonly imageSpec: ImageInputSpec
-  readonly loadImage: ImageLoader
   readonly sink: EmbeddingSink
-  readonly metrics: Pick<Metrics, 'embedSeconds'>
-  readonly hostConcurrency: number
+  readonly metrics: Pick<Metrics, 'embedSeconds' | 'fetchFailures'>
 }
 
 function asFailure(err: unknown): EmbedFailure {
@@ -37,23 +29,17 @@ function asFailure(err: unknown): EmbedFailure {
   return { ok: false, error, permanent: err instanceof CtrError && err.permanent }
 }
 
-function hostOf(url: string): string {
-  try { return new URL(url).host } catch { return '' }
-}
-
 /**
  * Computes embeddings in micro-batches (one encoder call per batch) and writes them to the cache.
+ * Image URLs are fetched, decoded and normalised inside the image worker, not on this thread.
  * Concurrent requests for one key share one computation (single flight within the instance).
  */
 export class EmbeddingService {
   private readonly inFlight = new Map<string, Promise<EmbedResult>>()
-  private readonly hosts: HostLimiter
   /** Smoothed cost of one call, per modality; the `budget` policy compares it with what is left. */
   readonly costMs: Record<Modality, number> = { image: 50, text: 10 }
 
-  constructor(private readonly deps: EmbeddingServiceDeps) {
-    this.hosts = new HostLimiter(deps.hostConcurrency)
-  }
+  constructor(private readonly deps: EmbeddingServiceDeps) {}
 
   compute(modality: Modality, reqs: readonly EmbedRequest[], deadline: number): Promise<EmbedResult[]> {
     const fresh: EmbedRequest[] = []
@@ -98,26 +84,21 @@ export class EmbeddingService {
   }
 
   private async computeImages(reqs: readonly EmbedRequest[], deadline: number): Promise<EmbedResult[]> {
-    const loaded = await Promise.all(reqs.map((r) => this.hosts.run(hostOf(r.input), () => this.deps.loadImage(r.input, deadline))
-      .then((x) => ({ ok: true as const, tensor: x.tensor }), (err: unknown) => asFailure(err))))
-    const okIdx: number[] = []
-    loaded.forEach((l, i) => { if (l.ok) okIdx.push(i) })
-    const results: EmbedResult[] = loaded.map((l) => (l.ok ? asFailure(new Error('not computed')) : l))
-    if (okIdx.length === 0) return results
-    const { height, width } = this.deps.imageSpec
-    const per = 3 * height * width
-    const batch = new Float32Array(okIdx.length * per)
-    okIdx.forEach((idx, j) => {
-      const l = loaded[idx]
-      if (l?.ok) batch.set(l.tensor, j * per)
-    })
     try {
-      const emb = await this.deps.imagePool.embedImages(okIdx.length, batch)
-      const dim = emb.length / okIdx.length
-      okIdx.forEach((idx, j) => { results[idx] = { ok: true, vector: emb.slice(j * dim, (j + 1) * dim) } })
+      const r = await this.deps.imagePool.embedImageUrls(reqs.map((q) => q.input), deadline)
+      for (const reason of r.fetchReasons) this.deps.metrics.fetchFailures.inc({ reason })
+      const results: EmbedResult[] = reqs.map(() => asFailure(new Error('not computed')))
+      const dim = r.embedded.length > 0 ? r.embeddings.length / r.embedded.length : 0
+      r.embedded.forEach((index, j) => { results[index] = { ok: true, vector: r.embeddings.slice(j * dim, (j + 1) * dim) } })
+      for (const f of r.failures) {
+        // The reason travels as the cause, as the fetcher's own errors carry it.
+        const error = new Error(f.message, f.reason ? { cause: { reason: f.reason } } : undefined)
+        results[f.index] = { ok: false, error, permanent: f.permanent }
+      }
+      return results
     } catch (err) {
-      for (const idx of okIdx) results[idx] = asFailure(err)
+      return reqs.map(() => asFailure(err))
     }
-    return results
   }
+
 }

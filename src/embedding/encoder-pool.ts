@@ -2,7 +2,19 @@ import { Worker } from 'node:worker_threads'
 import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 
 type Pending = { resolve: (r: Extract<EncoderResponse, { ok: true }>) => void; reject: (e: Error) => void }
-type RequestBody = { kind: 'image'; n: number; tensor: Float32Array } | { kind: 'text'; titles: readonly string[] }
+type RequestBody =
+  | { kind: 'image'; n: number; tensor: Float32Array }
+  | { kind: 'image-urls'; urls: readonly string[]; deadline: number }
+  | { kind: 'text'; titles: readonly string[] }
+
+export interface ImageUrlsResult {
+  /** Embeddings of the URLs listed in `embedded`, in that order. */
+  readonly embeddings: Float32Array
+  readonly embedded: readonly number[]
+  readonly failures: ReadonlyArray<{ readonly index: number; readonly message: string; readonly permanent: boolean; readonly reason?: string }>
+  /** Reasons of failed fetches, for the fetch-failure metric. */
+  readonly fetchReasons: readonly string[]
+}
 
 interface Slot {
   worker: Worker
@@ -90,6 +102,12 @@ export class EncoderPool {
   /** Embed n preprocessed images (NCHW float32, concatenated); the tensor is transferred. */
   async embedImages(n: number, tensor: Float32Array): Promise<Float32Array> {
     return (await this.run({ kind: 'image', n, tensor })).embeddings
+  }
+
+  /** Fetch, decode, normalise and embed image URLs, all inside the worker (needs imageLoading). */
+  async embedImageUrls(urls: readonly string[], deadline: number): Promise<ImageUrlsResult> {
+    const r = await this.run({ kind: 'image-urls', urls, deadline })
+    return { embeddings: r.embeddings, embedded: r.embedded ?? [], failures: r.failures ?? [], fetchReasons: r.fetchReasons ?? [] }
   }
 
   async embedTexts(titles: readonly string[]): Promise<{ embeddings: Float32Array; inputIds: number[][] }> {

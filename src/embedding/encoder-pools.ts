@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import type { Bundle } from '../bundle/load-bundle.ts'
 import { EncoderPool } from './encoder-pool.ts'
+import type { EncoderWorkerData } from './encoder-protocol.ts'
 
 export interface EncoderPools {
   readonly imagePool: EncoderPool
@@ -10,7 +11,7 @@ export interface EncoderPools {
 /** The image and text encoder worker pools of a bundle, ready to run. */
 export async function createEncoderPools(
   bundle: Bundle,
-  opts: { imageWorkers: number; ortThreads: number; nice?: number },
+  opts: { imageWorkers: number; ortThreads: number; nice?: number; imageLoading?: EncoderWorkerData['imageLoading'] },
   log?: { warn(o: object, m: string): void },
 ): Promise<EncoderPools> {
   const enc = bundle.manifest.encoders
@@ -18,6 +19,7 @@ export async function createEncoderPools(
     kind: 'image', modelPath: join(bundle.dir, enc.image.file), intraOpThreads: opts.ortThreads, nice: opts.nice ?? 0,
     inputName: enc.image.input.name, outputName: enc.image.output.name, dim: enc.image.output.dim,
     imageShape: [3, enc.image.input.height, enc.image.input.width],
+    ...(opts.imageLoading ? { imageLoading: opts.imageLoading } : {}),
   }, opts.imageWorkers, log)
   // Titles are cheap to embed: one text worker keeps up with several image workers.
   const textPool = new EncoderPool({

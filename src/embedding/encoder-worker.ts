@@ -6,6 +6,9 @@ import { parentPort, workerData } from 'node:worker_threads'
 import * as ort from 'onnxruntime-node'
 import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer.ts'
+import { CtrError } from '../errors.ts'
+import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
+import { HostLimiter } from '../util/host-limiter.ts'
 
 const data = workerData as EncoderWorkerData
 const port = parentPort
@@ -57,6 +60,50 @@ async function runText(titles: readonly string[]): Promise<{ embeddings: Float32
   return { embeddings: copyOut(out[data.outputName], n), inputIds: ids }
 }
 
+// URL jobs are fetched, decoded and normalised here too, not on the request thread: at a few
+// hundred new images per second that work alone would saturate the event loop.
+const loading = data.imageLoading
+if (loading) configureSharp()
+const fetcher = loading ? createImageFetcher(loading.fetch) : undefined
+const hosts = new HostLimiter(loading?.hostConcurrency ?? 1)
+
+function hostOf(url: string): string {
+  try { return new URL(url).host } catch { return '' }
+}
+
+/** A short label for why an image failed; errors lose their class crossing the thread boundary. */
+function reasonOf(err: unknown): string | undefined {
+  const cause = err instanceof Error ? (err.cause as { reason?: unknown } | undefined) : undefined
+  if (typeof cause?.reason === 'string') return cause.reason
+  if (err instanceof CtrError && err.code === 'CTR_ERR_IMAGE_INVALID') return 'invalid-image'
+  if (err instanceof CtrError && err.code === 'CTR_ERR_FETCH_REFUSED') return 'refused'
+  return undefined
+}
+
+async function runImageUrls(urls: readonly string[], deadline: number) {
+  if (!loading || !fetcher) throw new Error('image worker started without imageLoading options')
+  const fetchReasons: string[] = []
+  const metrics = { fetchFailures: { inc: (labels: { reason: string }) => { fetchReasons.push(labels.reason) } } }
+  const loaded = await Promise.all(urls.map((url) => hosts.run(hostOf(url), () => loadImageInput(url, {
+    deadline, spec: loading.spec, fetchOptions: loading.fetch, fetcher, metrics,
+    preprocess: { limitInputPixels: loading.limitInputPixels },
+  })).then((img) => ({ ok: true as const, tensor: img.tensor }), (err: unknown) => ({ ok: false as const, err }))))
+  const embedded: number[] = []
+  const failures: Array<{ index: number; message: string; permanent: boolean; reason?: string }> = []
+  loaded.forEach((l, index) => {
+    if (l.ok) embedded.push(index)
+    else failures.push({ index, message: l.err instanceof Error ? l.err.message : String(l.err), permanent: l.err instanceof CtrError && l.err.permanent, reason: reasonOf(l.err) })
+  })
+  const per = 3 * loading.spec.height * loading.spec.width
+  const batch = new Float32Array(embedded.length * per)
+  embedded.forEach((index, j) => {
+    const l = loaded[index]
+    if (l?.ok) batch.set(l.tensor, j * per)
+  })
+  const embeddings = embedded.length > 0 ? await runImage(embedded.length, batch) : new Float32Array(0)
+  return { embeddings, embedded, failures, fetchReasons }
+}
+
 function copyOut(t: ort.Tensor | undefined, n: number): Float32Array {
   if (!t || !(t.data instanceof Float32Array)) throw new Error(`encoder output ${data.outputName} missing or not float32`)
   if (t.data.length !== n * data.dim) throw new Error(`encoder output has ${t.data.length} values, expected ${n}x${data.dim}`)
@@ -70,7 +117,7 @@ port.on('message', (req: EncoderRequest) => {
   }
   const work = req.kind === 'image'
     ? runImage(req.n, req.tensor).then((embeddings) => ({ embeddings }))
-    : runText(req.titles)
+    : req.kind === 'image-urls' ? runImageUrls(req.urls, req.deadline) : runText(req.titles)
   work.then(
     (r) => done({ id: req.id, ok: true, ...r }),
     (err: unknown) => done({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) }),

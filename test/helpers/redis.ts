@@ -42,8 +42,10 @@ export async function startRedis(): Promise<RedisServer> {
       probe.on('error', () => undefined) // refused while the server starts; the loop retries
       try {
         await probe.connect()
-        await probe.ping()
+        // freePort() can race with another process: make sure the server answering is ours.
+        const [, serverDir] = (await probe.call('CONFIG', 'GET', 'dir')) as [string, string]
         probe.disconnect()
+        if (serverDir !== dir) throw new Error(`port ${port} is taken by another redis-server (${serverDir})`)
         return
       } catch (err) {
         probe.disconnect()

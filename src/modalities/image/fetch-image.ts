@@ -1,7 +1,6 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns'
 import { isIP, type LookupFunction } from 'node:net'
 import { Agent, buildConnector, errors as undiciErrors, request, type Dispatcher } from 'undici'
-import type { Counter } from 'prom-client'
 import { CtrError } from '../../errors.ts'
 import {
   DEFAULT_MAX_URL_LENGTH, checkAddress, checkResolved, checkUrl, createAddressPolicy, type AddressPolicy,
@@ -20,7 +19,7 @@ export interface ImageFetchOptions {
 }
 
 export interface FetchMetrics {
-  readonly fetchFailures: Counter<'reason'>
+  readonly fetchFailures: { inc(labels: { reason: string }): void }
 }
 
 export interface FetchedImage {
