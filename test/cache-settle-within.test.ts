@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { settleWithin } from '../src/cache/settle-within.ts'
+import { settleWithin } from '../src/util/settle-within.ts'
 
 test('settles with the value, the rejection, a synchronous throw, or a timeout — never rejects', async () => {
   assert.deepEqual(await settleWithin(async () => 7, 100), { ok: true, value: 7 })

@@ -1,7 +1,7 @@
 import type { Metrics } from '../metrics.ts'
 import { parseModality, type Modality } from './keys.ts'
 import { OutageLog, type CacheLogger } from './outage-log.ts'
-import { settleWithin } from './settle-within.ts'
+import { settleWithin } from '../util/settle-within.ts'
 import { bufferToVector, vectorToBuffer } from './vector-codec.ts'
 
 // The shared tier: embeddings in Redis as raw little-endian float32 values. Every call is bounded

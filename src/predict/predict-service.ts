@@ -6,6 +6,7 @@ import type { Head, HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
 import { ctrDistribution } from '../mdn/distribution.ts'
 import { CtrError } from '../errors.ts'
+import { settleWithin } from '../util/settle-within.ts'
 import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
 import type { MissPolicy, PredictBody, Prediction, Source } from './types.ts'
 
@@ -104,13 +105,13 @@ export class PredictService {
     })
     if (reqs.size === 0) return
     const entries = [...reqs.entries()]
-    const results = await withDeadline(
-      this.d.embedder.compute(m.modality, entries.map(([key, input]) => ({ key, input })), deadline - HEAD_RESERVE_MS),
-      deadline - HEAD_RESERVE_MS,
+    const settled = await settleWithin(
+      () => this.d.embedder.compute(m.modality, entries.map(([key, input]) => ({ key, input })), deadline - HEAD_RESERVE_MS),
+      deadline - HEAD_RESERVE_MS - Date.now(),
     )
-    if (!results) return
+    if (!settled.ok) return
     const byKey = new Map<string, Float32Array>()
-    results.forEach((res, j) => { if (res.ok) byKey.set((entries[j] as [string, string])[0], res.vector) })
+    settled.value.forEach((res, j) => { if (res.ok) byKey.set((entries[j] as [string, string])[0], res.vector) })
     for (const i of idx) {
       const v = byKey.get(m.keys[i] as string)
       if (v) { r.vectors[i] = v; r.sources[i] = 'computed' }
@@ -152,15 +153,5 @@ export class PredictService {
     const counts = new Map<Source, number>()
     for (const s of sources) counts.set(s, (counts.get(s) ?? 0) + 1)
     for (const [source, c] of counts) this.d.metrics.sources.inc({ modality, source }, c)
-  }
-}
-
-async function withDeadline<T>(p: Promise<T>, deadline: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined
-  const timeout = new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now())) })
-  try {
-    return await Promise.race([p, timeout])
-  } finally {
-    clearTimeout(timer)
   }
 }
