@@ -43,9 +43,10 @@ export class TieredStore {
   /**
    * One result per key, in order: the vector and the tier it came from, or undefined on a miss.
    * Never rejects; resolves by `deadline` (ms since the epoch) plus the L1 work.
-   * Vectors are shared with the cache: read-only.
+   * Vectors are shared with the cache: read-only. `count: false` keeps the lookup out of the
+   * hit/miss metrics (background presence checks are not traffic).
    */
-  async lookup(keys: readonly string[], deadline: number): Promise<Array<CacheHit | undefined>> {
+  async lookup(keys: readonly string[], deadline: number, opts: { count?: boolean } = {}): Promise<Array<CacheHit | undefined>> {
     const results = new Array<CacheHit | undefined>(keys.length)
     const tallies = new Map<string, Tally>()
     const missKeys: string[] = []
@@ -81,7 +82,7 @@ export class TieredStore {
         }
       }
     }
-    this.#count(tallies)
+    if (opts.count ?? true) this.#count(tallies)
     return results
   }
 

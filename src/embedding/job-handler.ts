@@ -3,7 +3,7 @@ import type { EmbeddingService } from './embedding-service.ts'
 
 /** What the handler needs of the cache: whether a vector is already there. */
 export interface PresenceLookup {
-  lookup(keys: string[], deadline: number): Promise<Array<unknown | undefined>>
+  lookup(keys: string[], deadline: number, opts: { count: false }): Promise<Array<unknown | undefined>>
 }
 
 // Bound on the presence check before computing; past it the job simply computes.
@@ -23,7 +23,7 @@ export function makeJobHandler(
   return async (batch: readonly EmbedJob[]): Promise<readonly JobOutcome[]> => {
     const modality = batch[0]?.modality
     if (!modality) return []
-    const present = await store.lookup(batch.map((j) => j.key), Date.now() + PRESENCE_CHECK_MS)
+    const present = await store.lookup(batch.map((j) => j.key), Date.now() + PRESENCE_CHECK_MS, { count: false })
     const todo = batch.filter((_, i) => present[i] === undefined)
     const outcomes = new Map<string, JobOutcome>()
     if (todo.length > 0) {
