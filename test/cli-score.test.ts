@@ -1,43 +1,23 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn } from 'node:child_process'
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { build } from './helpers/app.ts'
-import { BUNDLE_DIR, SAMPLE_DIR } from './helpers/bundle.ts'
+import { SAMPLE_DIR } from './helpers/bundle.ts'
 import { type ImageOrigin, startImageOrigin } from './helpers/image-origin.ts'
 import { startRedis } from './helpers/redis.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import type { FieldValues, Prediction, PredictItem } from '../src/predict/types.ts'
+import { ctrserve, readJsonl } from '../bench/cli/common.ts' // the real binary, as operators run it
 
 // `ctrserve score` as operators run it (the real binary, real bundle, real origin and Redis),
 // compared with what POST /predict of a real server answers for the same rows.
 
-const BIN = resolve(import.meta.dirname, '../bin/ctrserve.js')
 const TOL = 1e-6
 
-interface Run { code: number; stdout: string; stderr: string }
 
-function ctrserve(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done, fail) => {
-    const c = spawn(process.execPath, [BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MODEL_DIR: BUNDLE_DIR, IMAGE_ALLOWED_HOSTS: '127.0.0.1', REDIS_URL: '', L1_SNAPSHOT_PATH: '', ...env },
-    })
-    let stdout = ''
-    let stderr = ''
-    c.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
-    c.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
-    c.once('error', fail)
-    c.once('exit', (code) => done({ code: code ?? -1, stdout, stderr }))
-  })
-}
-
-function readJsonl<T>(path: string): T[] {
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T)
-}
 
 /** Max |Δ| over mean, raw_mean, std and every quantile; ids and sources must match exactly. */
 function maxDiff(a: readonly Prediction[], b: readonly Prediction[]): number {

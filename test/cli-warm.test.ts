@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { createServer } from 'node:http'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
 import { build } from './helpers/app.ts'
@@ -14,28 +14,12 @@ import { startRedis } from './helpers/redis.ts'
 import { sampleContexts, sampleItems } from './helpers/sample.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import type { WarmSummary } from '../src/batch/warm.ts'
+import { BIN, ctrserve, type Run } from '../bench/cli/common.ts' // the real binary, as operators run it
 
 // `ctrserve warm` as operators run it: the real binary in a child process, a real image origin on
 // 127.0.0.1, a real redis-server, the real bundle; then a real server reads what it wrote.
 
-const BIN = resolve(import.meta.dirname, '../bin/ctrserve.js')
 
-interface Run { code: number; stdout: string; stderr: string }
-
-function ctrserve(args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((done, fail) => {
-    const c = spawn(process.execPath, [BIN, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MODEL_DIR: BUNDLE_DIR, IMAGE_ALLOWED_HOSTS: '127.0.0.1', REDIS_URL: '', L1_SNAPSHOT_PATH: '', ...env },
-    })
-    let stdout = ''
-    let stderr = ''
-    c.stdout.on('data', (b: Buffer) => { stdout += b.toString() })
-    c.stderr.on('data', (b: Buffer) => { stderr += b.toString() })
-    c.once('error', fail)
-    c.once('exit', (code) => done({ code: code ?? -1, stdout, stderr }))
-  })
-}
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'ctrserve-cli-warm-'))
@@ -201,7 +185,7 @@ test('Ctrl-C stops warm with exit 130 after saving the snapshot; a rerun skips w
   const snapshot = join(dir, 'l1.snap')
   writeItems(join(dir, 'items.jsonl'), 0, 1500)
   const args = ['warm', '--input', join(dir, 'items.jsonl'), '--snapshot', snapshot, '--base-url', origin.baseUrl, '--progress-interval', '1']
-  const first = await new Promise<Run>((done, fail) => {
+  const first = await new Promise<Omit<Run, 'seconds'>>((done, fail) => {
     const c = spawn(process.execPath, [BIN, ...args, '--summary-json', join(dir, 's1.json')], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, MODEL_DIR: BUNDLE_DIR, IMAGE_ALLOWED_HOSTS: '127.0.0.1', REDIS_URL: '', L1_SNAPSHOT_PATH: '' },

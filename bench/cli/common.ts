@@ -35,9 +35,7 @@ export function mustSucceed(what: string, r: Run): void {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}\n${r.stderr}\n${r.stdout}`)
 }
 
-export function readJsonl<T>(path: string): T[] {
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as T)
-}
+export { readJsonl } from '../lib/jsonl.ts'
 
 /**
  * `n` score rows `{context, item}` from the sample: a context holds for a run of `run` rows (one

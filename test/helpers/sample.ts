@@ -1,11 +1,8 @@
-import { readFileSync } from 'node:fs'
+import { readJsonl } from '../../bench/lib/jsonl.ts'
 import { join } from 'node:path'
 import type { FieldValues, PredictItem } from '../../src/predict/types.ts'
 import { SAMPLE_DIR } from './bundle.ts'
 
-function readJsonl<T>(path: string): T[] {
-  return readFileSync(path, 'utf8').split('\n').filter((l) => l.trim().length > 0).map((l) => JSON.parse(l) as T)
-}
 
 /** The committed sample of the synthetic generator; image_url is rewritten to the test origin. */
 export function sampleItems(baseUrl: string, count?: number): PredictItem[] {
