@@ -5,7 +5,7 @@ import { FieldFeatures } from '../src/fusion/field-features.ts'
 import { Head, type HeadInputs } from '../src/fusion/head.ts'
 import { ctrDistribution } from '../src/mdn/distribution.ts'
 import { num, parseArgs, str } from './lib/args.ts'
-import { readLines } from './lib/jsonl.ts'
+import { readLines } from '../support/jsonl.ts'
 import { summarize } from './lib/percentiles.ts'
 import type { PredictBody } from './lib/sample.ts'
 

@@ -3,7 +3,7 @@ import { pathToFileURL } from 'node:url'
 import { Pool } from 'undici'
 import autocannon from 'autocannon'
 import { num, parseArgs, str } from './lib/args.ts'
-import { readLines } from './lib/jsonl.ts'
+import { readLines } from '../support/jsonl.ts'
 import { type LatencySummary, summarize } from './lib/percentiles.ts'
 
 // The load driver, run as its own process. Default mode `open`: a fixed arrival rate in the style

@@ -6,7 +6,7 @@ import { type RunContext, type ScenarioResult, infra, makeWorkload, newResult, s
 import { type Measurement, measure } from './lib/measure.ts'
 import { memory, threadCpu } from './lib/proc-stats.ts'
 import { type PredictBody, itemVariant } from './lib/sample.ts'
-import { readLines } from './lib/jsonl.ts'
+import { readLines } from '../support/jsonl.ts'
 import { startPeer, startServer } from './lib/services.ts'
 import { copyVariantsInRedis, predict, resetQueue, warmUntilL1 } from './lib/warm.ts'
 import { latestProfile, summarizeProfile } from './profile-summary.ts'

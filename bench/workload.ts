@@ -3,6 +3,9 @@ import { dirname } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { num, parseArgs, str } from './lib/args.ts'
 import { type PredictBody, type PredictItem, type Sample, itemVariant, loadSample } from './lib/sample.ts'
+import { rng } from '../support/random.ts'
+
+export { rng }
 
 // Workload generator: request bodies with Zipf item popularity over the sample, a share of
 // never-seen items (new image URL + new title variant each time), N candidates per request and
@@ -29,18 +32,6 @@ export interface WorkloadStats {
   readonly items: number
   readonly newItems: number
   readonly distinctSeen: number
-}
-
-/** mulberry32: small, seeded, good enough for workload draws. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
 }
 
 /** Sampler of ranks 0..n-1 with P(r) ∝ 1/(r+1)^s by inverse CDF (binary search). */

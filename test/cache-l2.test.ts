@@ -8,7 +8,7 @@ import { embeddingKey } from '../src/cache/keys.ts'
 import { L2Cache } from '../src/cache/l2.ts'
 import { createRedisClient } from '../src/cache/redis-client.ts'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
-import { startRedis, type RedisServer, waitReady } from './helpers/redis.ts'
+import { startRedis, type RedisServer, waitReady } from '../support/redis.ts'
 
 const DIMS = { image: 1280, text: 128 }
 

@@ -10,7 +10,7 @@ import { L2Cache } from '../src/cache/l2.ts'
 import { MAX_RECONNECT_DELAY_MS, createRedisClient, reconnectDelay } from '../src/cache/redis-client.ts'
 import { TieredStore } from '../src/cache/tiered-store.ts'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
-import { freePort, startRedis, type RedisServer, waitReady } from './helpers/redis.ts'
+import { freePort, startRedis, type RedisServer, waitReady } from '../support/redis.ts'
 
 const DIMS = { image: 1280, text: 128 }
 const TTL = 3600

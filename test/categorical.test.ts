@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs'
 import { categoricalRow, murmur3x86_32 } from '../src/modalities/categorical.ts'
 import { numericRow } from '../src/modalities/numeric.ts'
 import type { Manifest } from '../src/bundle/manifest.ts'
-import { BUNDLE_DIR } from './helpers/bundle.ts'
+import { BUNDLE_DIR } from '../support/bundle.ts'
 
 const manifest = JSON.parse(readFileSync(`${BUNDLE_DIR}/manifest.json`, 'utf8')) as Manifest
 const enc = new TextEncoder()

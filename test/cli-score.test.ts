@@ -4,13 +4,13 @@ import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from '
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
-import { build } from './helpers/app.ts'
-import { SAMPLE_DIR } from './helpers/bundle.ts'
-import { type ImageOrigin, startImageOrigin } from './helpers/image-origin.ts'
-import { startRedis } from './helpers/redis.ts'
+import { build } from '../support/app.ts'
+import { SAMPLE_DIR } from '../support/bundle.ts'
+import { type ImageOrigin, startImageOrigin } from '../support/image-origin.ts'
+import { startRedis } from '../support/redis.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import type { FieldValues, Prediction, PredictItem } from '../src/predict/types.ts'
-import { ctrserve, readJsonl } from '../bench/cli/common.ts' // the real binary, as operators run it
+import { ctrserve, readJsonl } from '../support/cli.ts' // the real binary, as operators run it
 
 // `ctrserve score` as operators run it (the real binary, real bundle, real origin and Redis),
 // compared with what POST /predict of a real server answers for the same rows.

@@ -7,14 +7,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
-import { build } from './helpers/app.ts'
-import { BUNDLE_DIR, SAMPLE_DIR } from './helpers/bundle.ts'
-import { startImageOrigin } from './helpers/image-origin.ts'
-import { startRedis } from './helpers/redis.ts'
-import { sampleContexts, sampleItems } from './helpers/sample.ts'
+import { build } from '../support/app.ts'
+import { BUNDLE_DIR, SAMPLE_DIR } from '../support/bundle.ts'
+import { startImageOrigin } from '../support/image-origin.ts'
+import { startRedis } from '../support/redis.ts'
+import { sampleContexts, sampleItems } from '../support/sample.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import type { WarmSummary } from '../src/batch/warm.ts'
-import { BIN, ctrserve, type Run } from '../bench/cli/common.ts' // the real binary, as operators run it
+import { BIN, ctrserve, type Run } from '../support/cli.ts' // the real binary, as operators run it
 
 // `ctrserve warm` as operators run it: the real binary in a child process, a real image origin on
 // 127.0.0.1, a real redis-server, the real bundle; then a real server reads what it wrote.

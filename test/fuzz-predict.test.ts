@@ -17,8 +17,8 @@ import { loadConfig } from '../src/config.ts'
 import { createRuntime } from '../src/runtime.ts'
 import { serverOptions } from '../src/server-options.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
-import { BUNDLE_DIR } from './helpers/bundle.ts'
-import { freePort } from './helpers/redis.ts'
+import { BUNDLE_DIR } from '../support/bundle.ts'
+import { freePort } from '../support/redis.ts'
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined }
 const BODY_LIMIT = 8 * 1024 * 1024

@@ -8,10 +8,10 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import { embeddingKey } from '../src/cache/keys.ts'
 import { loadBundle } from '../src/bundle/load-bundle.ts'
-import { waitFor } from './helpers/app.ts'
-import { BUNDLE_DIR, SAMPLE_DIR } from './helpers/bundle.ts'
-import { startRedis } from './helpers/redis.ts'
-import { startServerProcess, startSlowOrigin } from './helpers/server-process.ts'
+import { waitFor } from '../support/app.ts'
+import { BUNDLE_DIR, SAMPLE_DIR } from '../support/bundle.ts'
+import { startRedis } from '../support/redis.ts'
+import { startServerProcess, startSlowOrigin } from '../support/server-process.ts'
 
 const IMAGES = join(SAMPLE_DIR, 'images')
 const FILES = readdirSync(IMAGES).filter((f) => f.endsWith('.jpg')).sort()

@@ -13,9 +13,9 @@ import { vectorToBuffer } from '../src/cache/vector-codec.ts'
 import { loadConfig } from '../src/config.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import { serverOptions } from '../src/server-options.ts'
-import { build, waitFor } from './helpers/app.ts'
-import { BUNDLE_DIR } from './helpers/bundle.ts'
-import { freePort, startRedis } from './helpers/redis.ts'
+import { build, waitFor } from '../support/app.ts'
+import { BUNDLE_DIR } from '../support/bundle.ts'
+import { freePort, startRedis } from '../support/redis.ts'
 
 type Reply = { statusCode: number; json: PredictResult }
 

@@ -10,10 +10,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Worker } from 'node:worker_threads'
 import type { EncoderPool } from '../src/embedding/encoder-pool.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
-import { build, waitFor } from './helpers/app.ts'
-import { SAMPLE_DIR } from './helpers/bundle.ts'
-import { startImageOrigin } from './helpers/image-origin.ts'
-import { sampleItems } from './helpers/sample.ts'
+import { build, waitFor } from '../support/app.ts'
+import { SAMPLE_DIR } from '../support/bundle.ts'
+import { startImageOrigin } from '../support/image-origin.ts'
+import { sampleItems } from '../support/sample.ts'
 
 /** The pool's worker threads (private: the test reaches in rather than widening the pool's API). */
 function workersOf(pool: EncoderPool): Worker[] {

@@ -5,8 +5,8 @@ import { calibrate } from '../src/mdn/calibration.ts'
 import { mixtureCdfZ, mixtureMoments, mixtureQuantile, type Mixture } from '../src/mdn/mixture-stats.ts'
 import { normalCdf } from '../src/mdn/normal-cdf.ts'
 import type { Manifest } from '../src/bundle/manifest.ts'
-import { BUNDLE_DIR } from './helpers/bundle.ts'
-import { rng } from '../bench/workload.ts' // seeded mulberry32: failures reproduce
+import { BUNDLE_DIR } from '../support/bundle.ts'
+import { rng } from '../support/random.ts' // seeded mulberry32: failures reproduce
 
 const manifest = JSON.parse(readFileSync(`${BUNDLE_DIR}/manifest.json`, 'utf8')) as Manifest
 const gh = manifest.mdn.gauss_hermite

@@ -6,7 +6,7 @@ import { Redis } from 'ioredis'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
 import { RedisQueue, type RedisQueueOptions } from '../src/queue/redis-queue.ts'
 import type { EmbedHandler, EmbedJob, JobOutcome, Modality } from '../src/queue/types.ts'
-import { startRedis, type RedisServer } from './helpers/redis.ts'
+import { startRedis, type RedisServer } from '../support/redis.ts'
 
 const OK: JobOutcome = { ok: true }
 let server: RedisServer

@@ -1,9 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { build } from './helpers/app.ts'
-import { SAMPLE_DIR } from './helpers/bundle.ts'
-import { startImageOrigin } from './helpers/image-origin.ts'
-import { sampleItems } from './helpers/sample.ts'
+import { build } from '../support/app.ts'
+import { SAMPLE_DIR } from '../support/bundle.ts'
+import { startImageOrigin } from '../support/image-origin.ts'
+import { sampleItems } from '../support/sample.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 
 test('budget policy computes misses on the request path when the budget allows, and they are cached', async (t) => {

@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { startImageOrigin } from '../../test/helpers/image-origin.ts'
-import { RESULTS_DIR, SAMPLE_DIR, ctrserve, machine, mustSucceed, writeRows } from './common.ts'
+import { startImageOrigin } from '../../support/image-origin.ts'
+import { RESULTS_DIR, SAMPLE_DIR, ctrserve, machine, mustSucceed, writeRows } from '../../support/cli.ts'
 
 // `ctrserve score` on cached embeddings: rows/s and peak RSS at 100k and 1M rows.
 //   npx tsx bench/cli/score-rss.ts [--sizes 100000,1000000] [--workers 1,2] [--max-seconds 280]

@@ -5,8 +5,8 @@ import { parseArgs } from 'node:util'
 import { loadBundle } from '../../src/bundle/load-bundle.ts'
 import { EncoderPool } from '../../src/embedding/encoder-pool.ts'
 import { configureSharp, preprocessImage } from '../../src/modalities/image/index.ts'
-import { startImageOrigin } from '../../test/helpers/image-origin.ts'
-import { MODEL_DIR, RESULTS_DIR, SAMPLE_DIR, ctrserve, machine, mustSucceed } from './common.ts'
+import { startImageOrigin } from '../../support/image-origin.ts'
+import { MODEL_DIR, RESULTS_DIR, SAMPLE_DIR, ctrserve, machine, mustSucceed } from '../../support/cli.ts'
 
 // `ctrserve warm` throughput against the raw image-encoder throughput, in the same run, with the
 // same encoder settings (worker threads, ORT threads, micro-batch size) and a local origin.

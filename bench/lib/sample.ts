@@ -1,5 +1,5 @@
 import { basename, join } from 'node:path'
-import { readJsonl } from './jsonl.ts'
+import { readJsonl } from '../../support/jsonl.ts'
 import type { FieldValues, PredictBody, PredictItem } from '../../src/predict/types.ts'
 
 // The committed sample of the synthetic generator (docs/bundle-format.md, "sample/").

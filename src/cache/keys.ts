@@ -3,9 +3,9 @@ import { hash } from 'node:crypto'
 // Cache keys: `<prefix>:<modality>:<encoder-version>:<digest>` (DESIGN.md, request path step 2).
 // The encoder version is part of the key so a new encoder never reads vectors of an old one.
 
-export type Modality = 'image' | 'text'
+import type { Modality } from '../modalities/modality.ts'
 
-export const MODALITIES: readonly Modality[] = ['image', 'text']
+export { MODALITIES, type Modality } from '../modalities/modality.ts'
 
 /** Hex characters of the sha256 kept in a key: 128 bits, collisions are not a practical concern. */
 const DIGEST_CHARS = 32

@@ -2,7 +2,8 @@ import { CtrError } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
 import type { EncoderPool } from './encoder-pool.ts'
 
-export type Modality = 'image' | 'text'
+export type { Modality } from '../modalities/modality.ts'
+import type { Modality } from '../modalities/modality.ts'
 
 export interface EmbedRequest {
   readonly key: string

@@ -1,9 +1,8 @@
 // The contract between the request path (which enqueues misses), the queue (which only
 // schedules) and the embedding workers (the handler, which computes and writes the cache).
 
-export type Modality = 'image' | 'text'
-
-export const MODALITIES: readonly Modality[] = ['image', 'text']
+export { MODALITIES, type Modality } from '../modalities/modality.ts'
+import type { Modality } from '../modalities/modality.ts'
 
 export interface EmbedJob {
   /** The cache key the embedding is written under; also the deduplication key. */
@@ -66,8 +65,11 @@ export interface QueueMetrics {
 }
 
 /**
- * queued: newly accepted; deduplicated: already queued or in flight; negative: skipped because
- * negatively cached; dropped: refused (queue full or closed, or abandoned at close);
+ * queued: newly accepted; deduplicated: already queued or in flight (its priority was raised);
+ * negative: skipped because negatively cached; dropped: refused (queue full or closed, or
+ * abandoned at close); unknown: the enqueue's reply never came (it may or may not be queued);
+ * expired: waited longer than the queue's maximum age and was dropped unrun;
  * done / retried / failed: handler results (failed = permanent or out of attempts, then negative).
  */
-export type JobMetricOutcome = 'queued' | 'deduplicated' | 'negative' | 'dropped' | 'done' | 'retried' | 'failed'
+export type JobMetricOutcome =
+  | 'queued' | 'deduplicated' | 'negative' | 'dropped' | 'unknown' | 'expired' | 'done' | 'retried' | 'failed'

@@ -1,8 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { TestContext } from 'node:test'
-import app from '../../src/app.ts'
-import { type Config, loadConfig } from '../../src/config.ts'
-import { serverOptions } from '../../src/server-options.ts'
+import app from '../src/app.ts'
+import { type Config, loadConfig } from '../src/config.ts'
+import { serverOptions } from '../src/server-options.ts'
 import { BUNDLE_DIR } from './bundle.ts'
 
 export type Overrides = Partial<Record<keyof Config, string | number>>

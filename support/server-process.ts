@@ -3,10 +3,10 @@ import { createServer, type Server } from 'node:http'
 import { readFile } from 'node:fs/promises'
 import { join, normalize, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { freePort } from './redis.ts'
+import { freePort } from './free-port.ts'
 import { BUNDLE_DIR } from './bundle.ts'
 
-const REPO = resolve(import.meta.dirname, '../..')
+const REPO = resolve(import.meta.dirname, '..')
 
 export interface ServerProcess {
   readonly port: number

@@ -1,6 +1,6 @@
-import { readJsonl } from '../../bench/lib/jsonl.ts'
+import { readJsonl } from './jsonl.ts'
 import { join } from 'node:path'
-import type { FieldValues, PredictItem } from '../../src/predict/types.ts'
+import type { FieldValues, PredictItem } from '../src/predict/types.ts'
 import { SAMPLE_DIR } from './bundle.ts'
 
 

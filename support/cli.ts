@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path'
 // Shared by the operator-tool benchmarks: run the real `ctrserve` binary, generate inputs from the
 // committed sample, describe the machine.
 
-export const ROOT = resolve(import.meta.dirname, '../..')
+export const ROOT = resolve(import.meta.dirname, '..')
 export const BIN = join(ROOT, 'bin/ctrserve.js')
 export const SAMPLE_DIR = join(ROOT, 'fixtures/sample')
 export const MODEL_DIR = join(ROOT, 'models/ctr-synth')
@@ -35,7 +35,7 @@ export function mustSucceed(what: string, r: Run): void {
   if (r.code !== 0) throw new Error(`${what} exited ${r.code}\n${r.stderr}\n${r.stdout}`)
 }
 
-export { readJsonl } from '../lib/jsonl.ts'
+export { readJsonl } from './jsonl.ts'
 
 /**
  * `n` score rows `{context, item}` from the sample: a context holds for a run of `run` rows (one
