@@ -7,6 +7,7 @@ import type { Config } from './config.ts'
 import { CtrError } from './errors.ts'
 import { type Runtime, createRuntime } from './runtime.ts'
 import { installErrorHandler } from './routes/error-handler.ts'
+import { installMethodNotAllowed } from './routes/method-not-allowed.ts'
 import healthRoutes from './routes/health.ts'
 import predictRoutes from './routes/predict.ts'
 
@@ -32,6 +33,7 @@ const runtimePlugin = fp<AppOptions>(async (app, opts) => {
 /** The fastify app as a plugin: runtime (bundle, caches, queue, encoders), load shedding, routes, docs. */
 const app: FastifyPluginAsync<AppOptions> = async (fastify: FastifyInstance, opts: AppOptions) => {
   installErrorHandler(fastify)
+  installMethodNotAllowed(fastify)
   await fastify.register(runtimePlugin, opts)
   await fastify.register(underPressure, {
     maxEventLoopDelay: opts.config.MAX_EVENT_LOOP_DELAY_MS,

@@ -12,6 +12,8 @@ export const ERRORS = {
   BAD_FIELD: { code: 'CTR_ERR_BAD_FIELD', status: 400, message: '%s: %s' },
   TOO_MANY_ITEMS: { code: 'CTR_ERR_TOO_MANY_ITEMS', status: 400, message: 'items: %s' },
   BAD_URL: { code: 'CTR_ERR_BAD_URL', status: 400, message: '%s: %s' },
+  NOT_FOUND: { code: 'CTR_ERR_NOT_FOUND', status: 404, message: 'url: %s' },
+  METHOD_NOT_ALLOWED: { code: 'CTR_ERR_METHOD_NOT_ALLOWED', status: 405, message: 'method: %s is not allowed on %s (allowed: %s)' },
   OVERLOADED: { code: 'CTR_ERR_OVERLOADED', status: 503, message: 'server is overloaded, retry later' },
   NOT_READY: { code: 'CTR_ERR_NOT_READY', status: 503, message: 'not ready: %s' },
   BAD_CONFIG: { code: 'CTR_ERR_BAD_CONFIG', status: 500, message: 'configuration %s: %s' },

@@ -76,3 +76,41 @@ test('a whitespace-only title is absent; a title with no tokens ends as the OOV 
   assert.equal(res[1]!.ok, true)
   if (!res[0]!.ok) assert.equal(res[0]!.permanent, true)
 })
+
+test('a method a route does not have is 405 with Allow; an unknown path 404; both in the catalog body', async (t) => {
+  const app = await build(t)
+  const cases = [
+    ['GET', '/predict', 'POST'], ['PUT', '/predict', 'POST'], ['DELETE', '/healthz', 'GET, HEAD'],
+    ['POST', '/readyz', 'GET, HEAD'], ['PATCH', '/metrics', 'GET, HEAD'], ['POST', '/model', 'GET, HEAD'],
+  ] as const
+  for (const [method, url, allow] of cases) {
+    const res = await app.inject({ method, url })
+    assert.equal(res.statusCode, 405, `${method} ${url}`)
+    assert.equal(res.headers.allow, allow)
+    assert.deepEqual(res.json(), {
+      statusCode: 405, code: 'CTR_ERR_METHOD_NOT_ALLOWED', error: 'Method Not Allowed', field: 'method',
+      message: `method: ${method} is not allowed on ${url} (allowed: ${allow})`,
+    })
+  }
+  // Decided before the body is parsed: a body-carrying method without a content type is still a 405.
+  const query = await app.inject({ method: 'QUERY' as 'GET', url: '/healthz' })
+  assert.equal(query.statusCode, 405)
+  const missing = await app.inject({ method: 'GET', url: '/nope?x=1' })
+  assert.equal(missing.statusCode, 404)
+  assert.equal(missing.json<{ code: string }>().code, 'CTR_ERR_NOT_FOUND')
+})
+
+test('the OpenAPI document lists every status each route answers, with the error body schema', async (t) => {
+  const app = await build(t)
+  type Op = { responses: Record<string, { content?: Record<string, { schema: { required?: string[] } }> }> }
+  const doc = (await app.inject({ url: '/docs/json' })).json<{ paths: Record<string, Record<string, Op>> }>()
+  const statuses = (path: string, method: string) => Object.keys(doc.paths[path]?.[method]?.responses ?? {}).sort()
+  assert.deepEqual(statuses('/predict', 'post'), ['200', '400', '413', '415', '500', '503'])
+  assert.deepEqual(statuses('/readyz', 'get'), ['200', '500', '503'])
+  assert.deepEqual(statuses('/model', 'get'), ['200', '500', '503'])
+  assert.deepEqual(statuses('/healthz', 'get'), ['200', '500'])
+  assert.deepEqual(statuses('/metrics', 'get'), ['200', '500'])
+  const bad = doc.paths['/predict']?.post?.responses['400']?.content?.['application/json']?.schema
+  assert.deepEqual(bad?.required, ['statusCode', 'code', 'error', 'message'])
+  assert.ok(doc.paths['/metrics']?.get?.responses['200']?.content?.['text/plain'])
+})

@@ -9,6 +9,11 @@ export interface SchemaLimits {
 const MAX_STRING = 256
 const MAX_FIELDS = 64
 
+// Field names: 0–64 characters, as a pattern rather than `propertyNames: {maxLength}` because
+// schema-driven generators (Schemathesis's fuzzing phase) ignore propertyNames and then report
+// our refusals as bugs. `[\s\S]` also matches line breaks; both Ajv (u flag) and Python count code points.
+const FIELD_NAME = '^[\\s\\S]{0,64}$'
+
 const fieldValues = {
   type: 'object',
   additionalProperties: false,
@@ -16,19 +21,21 @@ const fieldValues = {
     categorical: {
       type: 'object',
       maxProperties: MAX_FIELDS,
-      propertyNames: { maxLength: 64 },
-      additionalProperties: {
-        anyOf: [
-          { type: 'string', maxLength: MAX_STRING },
-          { type: 'array', maxItems: MAX_FIELDS, items: { type: 'string', maxLength: MAX_STRING } },
-        ],
+      additionalProperties: false,
+      patternProperties: {
+        [FIELD_NAME]: {
+          anyOf: [
+            { type: 'string', maxLength: MAX_STRING },
+            { type: 'array', maxItems: MAX_FIELDS, items: { type: 'string', maxLength: MAX_STRING } },
+          ],
+        },
       },
     },
     numeric: {
       type: 'object',
       maxProperties: MAX_FIELDS,
-      propertyNames: { maxLength: 64 },
-      additionalProperties: { type: 'number' },
+      additionalProperties: false,
+      patternProperties: { [FIELD_NAME]: { type: 'number' } },
     },
   },
 } as const

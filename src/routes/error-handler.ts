@@ -20,7 +20,7 @@ export function installErrorHandler(app: FastifyInstance): void {
       const reason = first ? describe(first.keyword, first.message ?? 'is invalid', first.params) : err.message
       body = { statusCode: 400, code: ERRORS.BAD_BODY.code, error: 'Bad Request', message: `${field}: ${reason}`, field }
     } else if (err instanceof CtrError && err.statusCode >= 400 && err.statusCode < 500) {
-      body = { statusCode: err.statusCode, code: err.code, error: 'Bad Request', message: err.message, field: err.message.split(':')[0] }
+      body = { statusCode: err.statusCode, code: err.code, error: STATUS_CODES[err.statusCode] ?? 'Bad Request', message: err.message, field: err.message.split(':')[0] }
     } else if (err instanceof CtrError && err.statusCode === 503) {
       body = { statusCode: 503, code: err.code, error: 'Service Unavailable', message: err.message }
       void reply.header('retry-after', '1')
@@ -36,7 +36,12 @@ export function installErrorHandler(app: FastifyInstance): void {
 }
 
 function describe(keyword: string, message: string, params: Record<string, unknown>): string {
-  if (keyword === 'additionalProperties') return `unknown property ${JSON.stringify(params.additionalProperty)}`
+  if (keyword === 'additionalProperties') {
+    const name = String(params.additionalProperty)
+    // Field maps accept any name up to 64 characters (predict-schema.ts FIELD_NAME): a longer one is the reason.
+    if ([...name].length > 64) return `property name ${JSON.stringify(name.slice(0, 20))}… is longer than 64 characters`
+    return `unknown property ${JSON.stringify(params.additionalProperty)}`
+  }
   if (keyword === 'pattern' && typeof params.pattern === 'string' && params.pattern.includes('[hH]')) return 'must be an http(s) URL'
   return message
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify'
+import { internalError, overloaded } from './error-responses.ts'
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -11,18 +12,52 @@ declare module 'fastify' {
 // metrics (overload is when they are needed); /readyz is shed, which takes the instance out of rotation.
 const notShed = { pressureHandler: (): void => undefined }
 
+const readiness = {
+  type: 'object',
+  required: ['ready', 'bundle', 'redis'],
+  properties: { ready: { type: 'boolean' }, bundle: { type: 'string' }, redis: { type: 'string', enum: ['absent', 'ready', 'down'] } },
+} as const
+
+const modelSchema = {
+  type: 'object',
+  properties: {
+    name: { type: 'string' },
+    version: { type: 'string' },
+    encoders: { type: 'object', additionalProperties: { type: 'object', properties: { version: { type: 'string' }, arch: { type: 'string' }, dim: { type: 'integer' } } } },
+    fields: {
+      type: 'array',
+      items: { type: 'object', properties: { name: { type: 'string' }, scope: { type: 'string' }, type: { type: 'string' }, multi: { type: 'boolean' } } },
+    },
+    mixture_components: { type: 'integer' },
+    quantiles: { type: 'object', additionalProperties: { type: 'number' } },
+  },
+} as const
+
+const schemas = {
+  healthz: { summary: 'Liveness', response: { 200: { type: 'object', properties: { status: { type: 'string', enum: ['ok'] } } }, ...internalError } },
+  readyz: {
+    summary: 'Readiness: bundle loaded, Redis reachable when configured',
+    response: { 200: readiness, 503: { description: 'Not ready (the same body), or overloaded (error body)', anyOf: [readiness, overloaded[503]] }, ...internalError },
+  },
+  metrics: {
+    summary: 'Prometheus metrics',
+    response: { 200: { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } }, ...internalError },
+  },
+  model: { summary: 'Bundle name, version, encoders and the fields the model knows', response: { 200: modelSchema, ...overloaded, ...internalError } },
+}
+
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
   const rt = app.runtime
-  app.get('/healthz', { schema: { summary: 'Liveness' }, config: notShed }, async () => ({ status: 'ok' }))
-  app.get('/readyz', { schema: { summary: 'Readiness: bundle loaded, Redis reachable when configured' } }, async (_req, reply) => {
+  app.get('/healthz', { schema: schemas.healthz, config: notShed }, async () => ({ status: 'ok' }))
+  app.get('/readyz', { schema: schemas.readyz }, async (_req, reply) => {
     const r = rt.readiness()
     return reply.code(r.ready ? 200 : 503).send(r)
   })
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false }, config: notShed }, async (_req, reply) => {
+  app.get('/metrics', { schema: schemas.metrics, config: notShed }, async (_req, reply) => {
     void reply.type(rt.metrics.registry.contentType)
     return rt.metrics.registry.metrics()
   })
-  app.get('/model', { schema: { summary: 'Bundle name, version, encoders and the fields the model knows' } }, async () => {
+  app.get('/model', { schema: schemas.model }, async () => {
     const m = rt.bundle.manifest
     return {
       name: m.name,

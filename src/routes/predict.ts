@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { predictBodySchema, predictResponseSchema } from '../predict/predict-schema.ts'
 import type { PredictBody } from '../predict/types.ts'
+import { bodyErrors, internalError, overloaded } from './error-responses.ts'
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -17,7 +18,7 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
     schema: {
       summary: 'CTR distributions for a list of candidate items',
       body: predictBodySchema({ maxItems: rt.config.MAX_ITEMS }),
-      response: { 200: predictResponseSchema(rt.bundle.manifest) },
+      response: { 200: predictResponseSchema(rt.bundle.manifest), ...bodyErrors, ...overloaded, ...internalError },
     },
   }, async (request) => rt.predict.predict(request.body, request.receivedAt))
 }
