@@ -31,6 +31,7 @@ const schema = {
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 200 },
+    SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 600_000, default: 25_000 },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
   },
 } as const
@@ -61,6 +62,7 @@ export interface Config {
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   MAX_EVENT_LOOP_DELAY_MS: number
+  SHUTDOWN_TIMEOUT_MS: number
   LOG_LEVEL: string
 }
 

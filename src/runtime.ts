@@ -16,6 +16,8 @@ import { type Metrics, createMetrics } from './metrics.ts'
 import { PredictService } from './predict/predict-service.ts'
 import { createQueue } from './embedding/create-queue.ts'
 import type { EmbedQueue } from './queue/types.ts'
+import { MemoryQueue } from './queue/memory-queue.ts'
+import type { SavedJob } from './cache/l1-snapshot.ts'
 
 export interface Logger {
   info(o: object, m: string): void
@@ -38,7 +40,12 @@ export interface Runtime {
   readonly redis?: Redis
   keyOf(modality: 'image' | 'text', input: string): string
   readiness(): { ready: boolean; bundle: string; redis: 'absent' | 'ready' | 'down' }
-  /** Stop consuming (hand queued jobs back to Redis, or finish them in memory), snapshot L1, free all. */
+  /** Write the L1 snapshot now, with the in-process queue's unfinished jobs (no-op without L1_SNAPSHOT_PATH). */
+  saveSnapshot(): Promise<void>
+  /**
+   * Stop consuming (Redis: hand queued jobs back; memory: save unfinished jobs with the snapshot,
+   * or finish them when there is no snapshot), snapshot L1, free all.
+   */
   close(): Promise<void>
 }
 
@@ -58,10 +65,12 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const redis = config.REDIS_URL ? createRedisClient(config.REDIS_URL) : undefined
   const l1 = new L1Cache({ maxBytes: config.L1_MAX_BYTES })
   const versions = { image: m.encoders.image.version, text: m.encoders.text.version }
+  let savedJobs: readonly SavedJob[] = []
   if (config.L1_SNAPSHOT_PATH) {
     const r = await l1.loadSnapshot(config.L1_SNAPSHOT_PATH, { versions })
-    if (r.loaded) log.info({ entries: r.entries, path: config.L1_SNAPSHOT_PATH }, 'L1 snapshot restored')
+    if (r.loaded) log.info({ entries: r.entries, jobs: r.jobs.length, path: config.L1_SNAPSHOT_PATH }, 'L1 snapshot restored')
     else log.warn({ reason: r.reason, path: config.L1_SNAPSHOT_PATH }, 'L1 snapshot ignored')
+    if (r.loaded) savedJobs = r.jobs
   }
   const l2 = redis
     ? new L2Cache({ redis, dims: { image: m.oov.image.dim, text: m.oov.text.dim }, metrics, logger: log })
@@ -87,6 +96,12 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
       concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,
     })
   }
+  // Jobs saved at the last shutdown go back into the in-process queue (Redis keeps its own).
+  const memoryQueue = queue instanceof MemoryQueue ? queue : undefined
+  if (memoryQueue && savedJobs.length > 0) {
+    const requeued = await memoryQueue.restore(savedJobs)
+    log.info({ saved: savedJobs.length, requeued }, 'background jobs from the snapshot re-queued')
+  }
   const keyOf = (modality: 'image' | 'text', input: string): string =>
     embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input)
   const predict = new PredictService({
@@ -94,11 +109,14 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
     defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
   })
 
-  const snapshot = async (): Promise<void> => {
+  // Once close() began, the queue has dropped its waiting jobs: later snapshots (the shutdown
+  // deadline's) save the list taken before that.
+  let closingJobs: readonly SavedJob[] | undefined
+  const snapshot = async (jobs: readonly SavedJob[] = closingJobs ?? memoryQueue?.snapshot() ?? []): Promise<void> => {
     if (!config.L1_SNAPSHOT_PATH) return
     try {
-      const w = await l1.saveSnapshot(config.L1_SNAPSHOT_PATH, { versions })
-      log.info({ entries: w.entries, bytes: w.bytes }, 'L1 snapshot written')
+      const w = await l1.saveSnapshot(config.L1_SNAPSHOT_PATH, { versions, jobs })
+      log.info({ entries: w.entries, bytes: w.bytes, jobs: jobs.length }, 'L1 snapshot written')
     } catch (err) {
       log.error({ err: String(err) }, 'L1 snapshot failed')
     }
@@ -115,11 +133,17 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
       bundle: `${m.name}@${m.version}`,
       redis: !redis ? 'absent' : redis.status === 'ready' ? 'ready' : 'down',
     }),
+    saveSnapshot: () => snapshot(),
     close: async () => {
       if (timer) clearInterval(timer)
-      // Durable queue: in-flight jobs end or stay un-acked for another instance; memory: finish them.
-      await queue.close({ drain: !redis, timeoutMs: 10_000 })
-      await snapshot()
+      // Durable queue: in-flight jobs end or stay un-acked for another instance. Memory: with a
+      // snapshot file, unfinished jobs are saved in it (taken before close drops them); without
+      // one, they are finished first. Bounded well inside the shutdown deadline.
+      const saving = memoryQueue !== undefined && config.L1_SNAPSHOT_PATH !== ''
+      const pending = saving ? memoryQueue.snapshot() : []
+      closingJobs = pending
+      await queue.close({ drain: !redis && !saving, timeoutMs: Math.min(10_000, config.SHUTDOWN_TIMEOUT_MS / 2) })
+      await snapshot(pending)
       await Promise.all([imagePool.close(), textPool.close(), head.close()])
       redis?.disconnect()
     },

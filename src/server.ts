@@ -20,6 +20,7 @@ async function shutdown(signal: string): Promise<void> {
   if (closing) return
   closing = true
   server.log.info({ signal }, 'closing: no new connections, finishing in-flight requests')
+  armShutdownDeadline()
   try {
     await server.close()
     process.exit(0)
@@ -27,6 +28,25 @@ async function shutdown(signal: string): Promise<void> {
     server.log.error({ err }, 'error while closing')
     process.exit(1)
   }
+}
+// An orchestrator kills the process at the end of its grace period (30 s by default), whatever is
+// still running: requests with a long budget (up to 60 s) must not hold the process that long. At
+// 80% of SHUTDOWN_TIMEOUT_MS the L1 snapshot (with the queue's unfinished jobs) is written while
+// requests may still run; at 100% the process exits whether or not the snapshot finished.
+function armShutdownDeadline(): void {
+  const total = config.SHUTDOWN_TIMEOUT_MS
+  const give = (code: number, why: string): void => {
+    server.log.error({ timeoutMs: total }, why)
+    process.exit(code)
+  }
+  setTimeout(() => {
+    server.log.warn({ timeoutMs: total }, 'shutdown deadline near: writing the L1 snapshot, then exiting')
+    server.runtime.saveSnapshot().then(
+      () => give(1, 'shutdown deadline: exited with requests still in flight'),
+      (err: unknown) => give(1, `shutdown deadline: snapshot failed: ${String(err)}`),
+    )
+  }, Math.floor(total * 0.8)).unref()
+  setTimeout(() => give(1, 'shutdown deadline: exited before the snapshot finished'), total).unref()
 }
 process.on('SIGINT', () => void shutdown('SIGINT'))
 process.on('SIGTERM', () => void shutdown('SIGTERM'))

@@ -154,3 +154,23 @@ test('a bad byte budget is refused', () => {
   assert.throws(() => new L1Cache({ maxBytes: 0 }), /positive integer/)
   assert.throws(() => new L1Cache({ maxBytes: 1.5 }), /positive integer/)
 })
+
+test('unfinished queue jobs travel with the snapshot; jobs whose vector is in it are not re-queued', async (t) => {
+  const path = join(tempDir(t), 'l1.snap')
+  const l1 = new L1Cache({ maxBytes: 1 << 20 })
+  l1.set('p:text:v:done', randomVector(128))
+  const jobs = [
+    { key: 'p:image:v:a', modality: 'image' as const, input: 'https://cdn.example/a.jpg' },
+    { key: 'p:text:v:done', modality: 'text' as const, input: 'finished after all' },
+    { key: 'p:text:v:b', modality: 'text' as const, input: 'naïve “quotes” \u0000 and \n newlines' },
+  ]
+  await l1.saveSnapshot(path, { versions: VERSIONS, jobs })
+  const back = await new L1Cache({ maxBytes: 1 << 20 }).loadSnapshot(path, { versions: VERSIONS })
+  assert.ok(back.loaded)
+  assert.deepEqual(back.jobs, [jobs[0], jobs[2]])
+  // Without jobs the header is what format 1 always was, and loads with none.
+  await l1.saveSnapshot(path, { versions: VERSIONS })
+  const none = await new L1Cache({ maxBytes: 1 << 20 }).loadSnapshot(path, { versions: VERSIONS })
+  assert.ok(none.loaded)
+  assert.deepEqual(none.jobs, [])
+})

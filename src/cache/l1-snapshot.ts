@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { open, readFile, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
+import { MODALITIES, type Modality } from '../modalities/modality.ts'
 import { bufferToVector, vectorToBuffer } from './vector-codec.ts'
 
 // Binary snapshot of the L1 cache, so an embedded (Redis-less) deployment does not start cold
@@ -9,14 +10,16 @@ import { bufferToVector, vectorToBuffer } from './vector-codec.ts'
 //   magic        8 bytes  "CTRL1SN\0"
 //   format       u32      SNAPSHOT_FORMAT
 //   total bytes  u64      length of the whole file, trailer included (detects truncation)
-//   header len   u32      then that many bytes of JSON: { "versions": { <modality>: <encoder version> } }
+//   header len   u32      then that many bytes of JSON: { "versions": { <modality>: <encoder version> },
+//                         "jobs": [ { "key", "modality", "input" }, … ] }   (jobs: optional)
 //   entry count  u32
 //   entries      u32 key byte length, key (UTF-8), u32 float count, floats (float32 LE)
 //   checksum     32 bytes sha256 of every byte before it
 //
 // Entries are written least recently used first, so loading them in order restores recency.
 // A file is trusted only as a whole: it is parsed after the checksum matched and inserted only
-// after every entry parsed.
+// after every entry parsed. `jobs` are the in-process queue's jobs that were not done at shutdown
+// (waiting or in flight), so an embedded deployment re-queues them at start instead of losing them.
 
 export const SNAPSHOT_FORMAT = 1
 const MAGIC = Buffer.from('CTRL1SN\0', 'latin1')
@@ -29,8 +32,11 @@ export type EncoderVersions = Readonly<Record<string, string>>
 export type SnapshotRejection =
   | 'missing' | 'unreadable' | 'not-a-snapshot' | 'unsupported-format' | 'truncated' | 'corrupt' | 'foreign'
 
+/** A background embedding job saved with the snapshot (the queue's EmbedJob). */
+export interface SavedJob { readonly key: string; readonly modality: Modality; readonly input: string }
+
 export type SnapshotRead =
-  | { readonly ok: true; readonly entries: Array<[string, Float32Array]> }
+  | { readonly ok: true; readonly entries: Array<[string, Float32Array]>; readonly jobs: SavedJob[] }
   | { readonly ok: false; readonly rejection: SnapshotRejection; readonly reason: string }
 
 export interface SnapshotWritten { readonly entries: number; readonly bytes: number }
@@ -43,8 +49,10 @@ function canonicalVersions(versions: EncoderVersions): string {
 /** Writes `entries` (least recently used first) to `path` atomically: a temp file in the same folder, fsync, rename. */
 export async function writeSnapshot(
   path: string, entries: ReadonlyArray<readonly [string, Float32Array]>, versions: EncoderVersions,
+  jobs: readonly SavedJob[] = [],
 ): Promise<SnapshotWritten> {
-  const header = Buffer.from(`{"versions":${canonicalVersions(versions)}}`, 'utf8')
+  const saved = jobs.length > 0 ? `,"jobs":${JSON.stringify(jobs.map(({ key, modality, input }) => ({ key, modality, input })))}` : ''
+  const header = Buffer.from(`{"versions":${canonicalVersions(versions)}${saved}}`, 'utf8')
   const keys = entries.map(([key]) => Buffer.from(key, 'utf8'))
   let total = FIXED_HEADER_BYTES + header.length + 4 + CHECKSUM_BYTES
   for (let i = 0; i < entries.length; i++) total += 8 + (keys[i]?.length ?? 0) + (entries[i]?.[1].byteLength ?? 0)
@@ -154,6 +162,9 @@ export async function readSnapshot(path: string, versions: EncoderVersions): Pro
   const want = canonicalVersions(versions)
   if (have !== want) return reject('foreign', `${path} was written for encoder versions ${have}, this bundle has ${want}`)
 
+  const jobs = savedJobs((stored as { jobs?: unknown }).jobs)
+  if (jobs === undefined) return reject('corrupt', `${path} header has malformed jobs`)
+
   const count = body.readUInt32LE(at)
   at += 4
   const entries: Array<[string, Float32Array]> = []
@@ -174,5 +185,17 @@ export async function readSnapshot(path: string, versions: EncoderVersions): Pro
     entries.push([key, vector])
   }
   if (at !== body.length) return reject('corrupt', `${path} has ${body.length - at} bytes after its last entry`)
-  return { ok: true, entries }
+  return { ok: true, entries, jobs }
+}
+
+function savedJobs(value: unknown): SavedJob[] | undefined {
+  if (value === undefined) return []
+  if (!Array.isArray(value)) return undefined
+  const jobs: SavedJob[] = []
+  for (const j of value as unknown[]) {
+    const { key, modality, input } = (j ?? {}) as Record<string, unknown>
+    if (typeof key !== 'string' || typeof input !== 'string' || !MODALITIES.includes(modality as Modality)) return undefined
+    jobs.push({ key, modality: modality as Modality, input })
+  }
+  return jobs
 }

@@ -1,6 +1,6 @@
 import { LRUCache } from 'lru-cache'
 import {
-  readSnapshot, writeSnapshot, type EncoderVersions, type SnapshotRejection, type SnapshotWritten,
+  readSnapshot, writeSnapshot, type EncoderVersions, type SavedJob, type SnapshotRejection, type SnapshotWritten,
 } from './l1-snapshot.ts'
 
 // In-process cache of embeddings, bounded in bytes rather than entries because vectors of
@@ -19,7 +19,7 @@ export interface L1Options {
 }
 
 export type SnapshotLoad =
-  | { readonly loaded: true; readonly entries: number }
+  | { readonly loaded: true; readonly entries: number; readonly jobs: readonly SavedJob[] }
   | { readonly loaded: false; readonly rejection: SnapshotRejection; readonly reason: string }
 
 export class L1Cache {
@@ -81,8 +81,9 @@ export class L1Cache {
   }
 
   /** Writes every entry to `path` (atomically) for encoder `versions`. Throws on I/O errors. */
-  async saveSnapshot(path: string, opts: { versions: EncoderVersions }): Promise<SnapshotWritten> {
-    return writeSnapshot(path, this.entries(), opts.versions)
+  /** `jobs`: background jobs not done yet, saved beside the vectors (see l1-snapshot.ts). */
+  async saveSnapshot(path: string, opts: { versions: EncoderVersions; jobs?: readonly SavedJob[] }): Promise<SnapshotWritten> {
+    return writeSnapshot(path, this.entries(), opts.versions, opts.jobs)
   }
 
   /**
@@ -93,6 +94,8 @@ export class L1Cache {
     const read = await readSnapshot(path, opts.versions)
     if (!read.ok) return { loaded: false, rejection: read.rejection, reason: read.reason }
     for (const [key, vector] of read.entries) this.#lru.set(key, vector)
-    return { loaded: true, entries: read.entries.length }
+    // A job whose vector made it into the snapshot finished after all.
+    const jobs = read.jobs.filter((j) => !this.#lru.has(j.key))
+    return { loaded: true, entries: read.entries.length, jobs }
   }
 }

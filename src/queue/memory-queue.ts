@@ -41,6 +41,8 @@ type State = 'open' | 'draining' | 'closed'
 export class MemoryQueue implements EmbedQueue {
   private readonly ready: Record<Modality, Entry[]> = { image: [], text: [] }
   private readonly inFlight: Record<Modality, number> = { image: 0, text: 0 }
+  /** Jobs of the batches running now (for `snapshot`). */
+  private readonly runningJobs = new Set<EmbedJob>()
   private readonly retries = new Map<string, { readonly entry: Entry; readonly timer: NodeJS.Timeout }>()
   /** Keys queued, waiting for a retry or in flight: the single-flight set. */
   private readonly known = new Set<string>()
@@ -111,6 +113,21 @@ export class MemoryQueue implements EmbedQueue {
     await this.until(() => this.running() === 0, drain ? 0 : timeoutMs)
   }
 
+  // --- Saved across a restart with the L1 snapshot (src/cache/l1-snapshot.ts) ---
+
+  /** Every job not done yet: running, ready, or waiting for a retry. Take it before `close` drops them. */
+  snapshot(): EmbedJob[] {
+    return [
+      ...this.runningJobs, ...this.ready.image.map((e) => e.job), ...this.ready.text.map((e) => e.job),
+      ...[...this.retries.values()].map((r) => r.entry.job),
+    ]
+  }
+
+  /** Re-queues jobs saved by `snapshot` in an earlier process (same rules as `enqueue`). */
+  restore(jobs: readonly EmbedJob[]): Promise<number> {
+    return this.enqueue(jobs)
+  }
+
   private waiting(): number {
     return this.ready.image.length + this.ready.text.length + this.retries.size
   }
@@ -143,9 +160,11 @@ export class MemoryQueue implements EmbedQueue {
 
   private async runEntries(handler: EmbedHandler, modality: Modality, entries: Entry[]): Promise<void> {
     this.inFlight[modality]++
+    for (const e of entries) this.runningJobs.add(e.job)
     this.changed()
     const outcomes = await runBatch(handler, entries.map((e) => e.job))
     this.inFlight[modality]--
+    for (const e of entries) this.runningJobs.delete(e.job)
     const tally = new JobTally()
     entries.forEach((entry, i) => this.settle(entry, outcomes[i] ?? { ok: true }, tally))
     tally.flush(this.opts.metrics)
