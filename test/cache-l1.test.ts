@@ -73,7 +73,7 @@ test('snapshot round trip restores keys, exact bytes and recency order', async (
   const restored = new L1Cache({ maxBytes: 10_000_000 })
   // Same versions in another key order are the same versions.
   const loaded = await restored.loadSnapshot(path, { versions: { text: VERSIONS.text, image: VERSIONS.image } })
-  assert.deepEqual(loaded, { loaded: true, entries: 221 })
+  assert.deepEqual(loaded, { loaded: true, entries: 221, jobs: [] })
   assert.equal(restored.size, l1.size)
   assert.equal(restored.bytes, l1.bytes)
   const before = l1.entries()
@@ -131,7 +131,7 @@ test('an empty cache snapshots and loads as zero entries', async (t) => {
   const path = join(tempDir(t), 'empty.snap')
   await new L1Cache({ maxBytes: 1000 }).saveSnapshot(path, { versions: VERSIONS })
   const l1 = new L1Cache({ maxBytes: 1000 })
-  assert.deepEqual(await l1.loadSnapshot(path, { versions: VERSIONS }), { loaded: true, entries: 0 })
+  assert.deepEqual(await l1.loadSnapshot(path, { versions: VERSIONS }), { loaded: true, entries: 0, jobs: [] })
   assert.equal(l1.size, 0)
 })
 
