@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
+import type { EncoderControl, EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 
 type Pending = { resolve: (r: Extract<EncoderResponse, { ok: true }>) => void; reject: (e: Error) => void }
 type RequestBody =
@@ -17,26 +17,41 @@ export interface ImageUrlsResult {
 }
 
 interface Slot {
-  worker: Worker
+  /** Undefined while a replacement waits for its back-off delay. */
+  worker: Worker | undefined
   ready: Promise<void>
+  /** Set once the worker said it is ready: a death before that is a failed start. */
+  started: boolean
   pending: Map<number, Pending>
 }
 
 const BOOTSTRAP_URL = new URL('./worker-bootstrap.mjs', import.meta.url)
 const ENTRY = new URL('./encoder-worker.ts', import.meta.url).href
 
+/** Delay before restarting a worker after `failures` consecutive failed starts (0: it had started). */
+export function respawnDelayMs(failures: number): number {
+  return failures <= 0 ? 0 : Math.min(30_000, 100 * 2 ** (failures - 1))
+}
+
+/** How long close() lets a worker release its session and exit before terminating it. */
+const CLOSE_GRACE_MS = 5_000
+
 /**
  * A fixed number of worker threads running one encoder. A worker that dies is replaced and the
- * calls it held fail (the queue retries them); calls go to the worker with the fewest in flight.
+ * calls it held fail (the queue retries them); a worker that dies before it is ready is replaced
+ * after an exponential back-off (100 ms … 30 s), not in a loop. Calls go to the worker with the
+ * fewest in flight. close() asks each worker to release its ONNX session and exit: a session left
+ * to process exit can abort the process (SIGABRT) in onnxruntime's exit-time clean-up.
  */
 export class EncoderPool {
   private readonly slots: Slot[] = []
   private nextId = 1
   private closed = false
+  private failedStarts = 0
   restarts = 0
 
   constructor(private readonly data: EncoderWorkerData, size: number, private readonly log?: { warn(o: object, m: string): void }) {
-    for (let i = 0; i < size; i++) this.slots.push(this.spawn())
+    for (let i = 0; i < size; i++) this.slots.push(this.spawn(0))
   }
 
   get kind(): 'image' | 'text' { return this.data.kind }
@@ -45,20 +60,31 @@ export class EncoderPool {
     return Promise.all(this.slots.map((s) => s.ready)).then(() => undefined)
   }
 
-  private spawn(): Slot {
+  private spawn(delayMs: number): Slot {
+    const slot: Slot = { worker: undefined, pending: new Map(), ready: Promise.resolve(), started: false }
+    const wait = delayMs > 0 ? new Promise<void>((r) => setTimeout(r, delayMs).unref()) : Promise.resolve()
+    slot.ready = wait.then(() => this.start(slot))
+    slot.ready.catch(() => undefined)
+    return slot
+  }
+
+  private start(slot: Slot): Promise<void> {
+    if (this.closed) return Promise.reject(new Error('encoder pool is closed'))
     const worker = new Worker(BOOTSTRAP_URL, { workerData: { ...this.data, entry: ENTRY } })
-    const slot: Slot = { worker, pending: new Map(), ready: Promise.resolve() }
-    slot.ready = new Promise<void>((resolve, reject) => {
+    slot.worker = worker
+    const ready = new Promise<void>((resolve, reject) => {
       const onMsg = (m: { ready?: boolean; warning?: string }): void => {
         if (!m.ready) return
         worker.off('message', onMsg)
+        slot.started = true
+        this.failedStarts = 0
         if (m.warning) this.log?.warn({ kind: this.data.kind }, m.warning)
         resolve()
       }
       worker.on('message', onMsg)
       worker.once('error', reject)
+      worker.once('exit', (code) => reject(new Error(`${this.data.kind} encoder worker exited at start (code ${code})`)))
     })
-    slot.ready.catch(() => undefined)
     worker.on('message', (m: EncoderResponse | { ready: true }) => {
       if (!('id' in m)) return
       const p = slot.pending.get(m.id)
@@ -67,20 +93,24 @@ export class EncoderPool {
       if (m.ok) p.resolve(m)
       else p.reject(new Error(`${this.data.kind} encoder: ${m.error}`))
     })
+    let dead = false
     const onDeath = (err: unknown): void => {
+      if (dead) return
+      dead = true
       for (const p of slot.pending.values()) p.reject(new Error(`${this.data.kind} encoder worker died: ${String(err)}`))
       slot.pending.clear()
       if (this.closed) return
       const i = this.slots.indexOf(slot)
-      if (i >= 0) {
-        this.restarts++
-        this.log?.warn({ err: String(err), kind: this.data.kind }, 'encoder worker died, replacing it')
-        this.slots[i] = this.spawn()
-      }
+      if (i < 0) return
+      if (!slot.started) this.failedStarts++
+      const delayMs = respawnDelayMs(slot.started ? 0 : this.failedStarts)
+      this.restarts++
+      this.log?.warn({ err: String(err), kind: this.data.kind, started: slot.started, delayMs }, 'encoder worker died, replacing it')
+      this.slots[i] = this.spawn(delayMs)
     }
     worker.once('error', onDeath)
     worker.once('exit', (code) => onDeath(new Error(`exit code ${code}`)))
-    return slot
+    return ready
   }
 
   run(body: RequestBody): Promise<Extract<EncoderResponse, { ok: true }>> {
@@ -93,7 +123,7 @@ export class EncoderPool {
       target.pending.set(id, { resolve, reject })
       const req: EncoderRequest = { id, ...body }
       target.ready.then(
-        () => target.worker.postMessage(req, req.kind === 'image' ? [req.tensor.buffer as ArrayBuffer] : []),
+        () => target.worker?.postMessage(req, req.kind === 'image' ? [req.tensor.buffer as ArrayBuffer] : []),
         (err: unknown) => { target.pending.delete(id); reject(err instanceof Error ? err : new Error(String(err))) },
       )
     })
@@ -115,8 +145,18 @@ export class EncoderPool {
     return { embeddings: r.embeddings, inputIds: r.inputIds ?? [] }
   }
 
+  /** Each worker finishes its runs, releases its session and exits; one that does not within 5 s is terminated. */
   async close(): Promise<void> {
     this.closed = true
-    await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    await Promise.all(this.slots.map(async ({ worker }) => {
+      if (!worker || worker.threadId < 0) return // never started, or already gone
+      const exited = new Promise<void>((r) => worker.once('exit', () => r()))
+      const close: EncoderControl = { kind: 'close' }
+      worker.postMessage(close)
+      let timer: NodeJS.Timeout | undefined
+      const late = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), CLOSE_GRACE_MS) })
+      if (await Promise.race([exited, late]) === 'late') await worker.terminate()
+      clearTimeout(timer)
+    }))
   }
 }

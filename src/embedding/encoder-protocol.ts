@@ -33,6 +33,9 @@ export type EncoderRequest =
   | { readonly id: number; readonly kind: 'image-urls'; readonly urls: readonly string[]; readonly deadline: number }
   | { readonly id: number; readonly kind: 'text'; readonly titles: readonly string[] }
 
+/** Main thread → worker: finish the runs in progress, release the session, exit with code 0. */
+export interface EncoderControl { readonly kind: 'close' }
+
 export type EncoderResponse =
   | {
     readonly id: number; readonly ok: true; readonly embeddings: Float32Array; readonly inputIds?: number[][]

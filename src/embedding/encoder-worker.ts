@@ -3,8 +3,8 @@
 import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
-import { createSession, float32, int64, runFloat32 } from '../onnx/ort-backend.ts'
-import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
+import { createSession, float32, int64, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
+import type { EncoderControl, EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer.ts'
 import { CtrError } from '../errors.ts'
 import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
@@ -100,8 +100,29 @@ async function runImageUrls(urls: readonly string[], deadline: number) {
   return { embeddings, embedded, failures, fetchReasons }
 }
 
-port.on('message', (req: EncoderRequest) => {
+let active = 0
+let closing = false
+
+/** Releases what the thread holds once its runs end; releasing a session mid-run would crash it. */
+async function closeWorker(): Promise<void> {
+  closing = true
+  while (active > 0) await new Promise((r) => setTimeout(r, 10))
+  await Promise.allSettled([releaseSession(session), fetcher?.close()])
+  process.exit(0) // in a worker thread this ends the thread only
+}
+
+port.on('message', (req: EncoderRequest | EncoderControl) => {
+  if (req.kind === 'close') {
+    void closeWorker()
+    return
+  }
+  if (closing) {
+    port.postMessage({ id: req.id, ok: false, error: 'encoder worker is closing' } satisfies EncoderResponse)
+    return
+  }
+  active++
   const done = (res: EncoderResponse): void => {
+    active--
     if (res.ok) port.postMessage(res, [res.embeddings.buffer as ArrayBuffer])
     else port.postMessage(res)
   }
