@@ -48,6 +48,7 @@ export class EncoderPool {
   private nextId = 1
   private closed = false
   private failedStarts = 0
+  private readonly delays = new Set<() => void>()
   restarts = 0
 
   constructor(private readonly data: EncoderWorkerData, size: number, private readonly log?: { warn(o: object, m: string): void }) {
@@ -62,10 +63,19 @@ export class EncoderPool {
 
   private spawn(delayMs: number): Slot {
     const slot: Slot = { worker: undefined, pending: new Map(), ready: Promise.resolve(), started: false }
-    const wait = delayMs > 0 ? new Promise<void>((r) => setTimeout(r, delayMs).unref()) : Promise.resolve()
+    const wait = delayMs > 0 ? this.delay(delayMs) : Promise.resolve()
     slot.ready = wait.then(() => this.start(slot))
     slot.ready.catch(() => undefined)
     return slot
+  }
+
+  /** A back-off wait that close() cuts short (the start after it then sees the pool closed). */
+  private delay(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => { clearTimeout(timer); this.delays.delete(done); resolve() }
+      const timer = setTimeout(done, ms)
+      this.delays.add(done)
+    })
   }
 
   private start(slot: Slot): Promise<void> {
@@ -148,6 +158,7 @@ export class EncoderPool {
   /** Each worker finishes its runs, releases its session and exits; one that does not within 5 s is terminated. */
   async close(): Promise<void> {
     this.closed = true
+    for (const cut of [...this.delays]) cut()
     await Promise.all(this.slots.map(async ({ worker }) => {
       if (!worker || worker.threadId < 0) return // never started, or already gone
       const exited = new Promise<void>((r) => worker.once('exit', () => r()))
