@@ -28,6 +28,8 @@ const schema = {
     EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19 },
     EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
+    QUEUE_CLIENT_RATE: { type: 'number', minimum: 0, default: 100 },
+    QUEUE_CLIENT_BURST: { type: 'integer', minimum: 1, default: 2000 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 200 },
@@ -59,6 +61,8 @@ export interface Config {
   EMBED_NICE: number
   EMBED_CONCURRENCY: number
   QUEUE_CAPACITY: number
+  QUEUE_CLIENT_RATE: number
+  QUEUE_CLIENT_BURST: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   MAX_EVENT_LOOP_DELAY_MS: number

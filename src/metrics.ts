@@ -11,6 +11,7 @@ export interface Metrics {
   readonly embedSeconds: Histogram<'modality'>
   readonly redisErrors: Counter<'op'>
   readonly fetchFailures: Counter<'reason'>
+  readonly queueAdmission: Counter<'result'>
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
@@ -46,6 +47,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     redisErrors: new Counter({
       name: 'ctrserve_redis_errors_total', help: 'Redis calls that failed or timed out', labelNames: ['op'], registers,
+    }),
+    queueAdmission: new Counter({
+      name: 'ctrserve_queue_admission_total',
+      help: 'Misses offered to the embedding queue from /predict: admitted, or throttled by the per-client bound (QUEUE_CLIENT_RATE)',
+      labelNames: ['result'], registers,
     }),
     fetchFailures: new Counter({
       name: 'ctrserve_image_fetch_failures_total', help: 'Image fetches that ended without an image, by reason',

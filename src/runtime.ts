@@ -10,6 +10,7 @@ import type { EncoderPool } from './embedding/encoder-pool.ts'
 import { createEncoderPools } from './embedding/encoder-pools.ts'
 import { EmbeddingService } from './embedding/embedding-service.ts'
 import { makeJobHandler } from './embedding/job-handler.ts'
+import { withClientAdmission } from './embedding/client-admission.ts'
 import { FieldFeatures } from './fusion/field-features.ts'
 import { Head } from './fusion/head.ts'
 import { type Metrics, createMetrics } from './metrics.ts'
@@ -105,7 +106,9 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const keyOf = (modality: 'image' | 'text', input: string): string =>
     embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input)
   const predict = new PredictService({
-    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, embedder, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
+    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : withClientAdmission(queue, {
+      ratePerS: config.QUEUE_CLIENT_RATE, burst: config.QUEUE_CLIENT_BURST, maxClients: 10_000, metrics,
+    }), embedder, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
     defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
   })
 

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { predictBodySchema, predictResponseSchema } from '../predict/predict-schema.ts'
 import type { PredictBody } from '../predict/types.ts'
+import { clientScope } from '../embedding/client-admission.ts'
 import { bodyErrors, internalError, overloaded } from './error-responses.ts'
 
 declare module 'fastify' {
@@ -20,5 +21,5 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
       body: predictBodySchema({ maxItems: rt.config.MAX_ITEMS }),
       response: { 200: predictResponseSchema(rt.bundle.manifest), ...bodyErrors, ...overloaded, ...internalError },
     },
-  }, async (request) => rt.predict.predict(request.body, request.receivedAt))
+  }, async (request) => clientScope.run(request.ip, () => rt.predict.predict(request.body, request.receivedAt)))
 }
