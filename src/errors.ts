@@ -1,5 +1,11 @@
 // One catalog of the errors ctrserve reports: code, HTTP status, message template.
 // 4xx are the caller's mistakes and always name the field and the reason; 5xx are ours.
+//
+// Plain `Error`s are internal faults by design, never the caller's or the operator's input: a
+// queue started twice, an encoder worker loaded outside a worker thread or without its options,
+// an ONNX model that fails to load or gives outputs of the wrong shape (the bundle was verified at
+// load), a `score` worker process that died. They reach HTTP callers as 500 CTR_ERR_INTERNAL.
+// test/errors-catalog.test.ts keeps that list and checks every entry below is used.
 
 export interface ErrorSpec {
   readonly code: string
@@ -10,12 +16,9 @@ export interface ErrorSpec {
 export const ERRORS = {
   BAD_BODY: { code: 'CTR_ERR_BAD_BODY', status: 400, message: 'request body is invalid: %s' },
   BAD_FIELD: { code: 'CTR_ERR_BAD_FIELD', status: 400, message: '%s: %s' },
-  TOO_MANY_ITEMS: { code: 'CTR_ERR_TOO_MANY_ITEMS', status: 400, message: 'items: %s' },
-  BAD_URL: { code: 'CTR_ERR_BAD_URL', status: 400, message: '%s: %s' },
   NOT_FOUND: { code: 'CTR_ERR_NOT_FOUND', status: 404, message: 'url: %s' },
   METHOD_NOT_ALLOWED: { code: 'CTR_ERR_METHOD_NOT_ALLOWED', status: 405, message: 'method: %s is not allowed on %s (allowed: %s)' },
   OVERLOADED: { code: 'CTR_ERR_OVERLOADED', status: 503, message: 'server is overloaded, retry later' },
-  NOT_READY: { code: 'CTR_ERR_NOT_READY', status: 503, message: 'not ready: %s' },
   BAD_CONFIG: { code: 'CTR_ERR_BAD_CONFIG', status: 500, message: 'configuration %s: %s' },
   BAD_BUNDLE: { code: 'CTR_ERR_BAD_BUNDLE', status: 500, message: 'model bundle %s: %s' },
   INTERNAL: { code: 'CTR_ERR_INTERNAL', status: 500, message: 'internal error: %s' },
@@ -23,6 +26,8 @@ export const ERRORS = {
   FETCH_REFUSED: { code: 'CTR_ERR_FETCH_REFUSED', status: 0, message: 'image fetch refused: %s' },
   FETCH_FAILED: { code: 'CTR_ERR_FETCH_FAILED', status: 0, message: 'image fetch failed: %s' },
   IMAGE_INVALID: { code: 'CTR_ERR_IMAGE_INVALID', status: 0, message: 'image cannot be decoded: %s' },
+  // Operator input of the command-line tools (files, flags): reported with the line or flag, exit 1/2.
+  BAD_INPUT: { code: 'CTR_ERR_BAD_INPUT', status: 0, message: '%s' },
 } as const satisfies Record<string, ErrorSpec>
 
 export type ErrorName = keyof typeof ERRORS
@@ -42,8 +47,4 @@ export class CtrError extends Error {
     this.statusCode = spec.status
     this.permanent = opts.permanent ?? false
   }
-}
-
-export function ctrError(name: ErrorName, ...args: string[]): CtrError {
-  return new CtrError(name, args)
 }

@@ -1,6 +1,7 @@
 // A small streaming CSV reader (RFC 4180: comma separated, double-quoted fields, "" escapes,
 // newlines inside quotes, CRLF or LF) and the mapping of a header row onto the /predict shapes.
 // Hand-written because no CSV parser is a dependency and this one is a few dozen lines.
+import { CtrError } from '../errors.ts'
 
 /** Splits a stream of text chunks into records (arrays of fields), keeping memory to one record. */
 export async function* csvRecords(chunks: AsyncIterable<string>): AsyncGenerator<string[]> {
@@ -38,7 +39,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>): AsyncGenerator
       }
     }
   }
-  if (quoted) throw new Error('CSV input ends inside a quoted field')
+  if (quoted) throw new CtrError('BAD_INPUT', ['CSV input ends inside a quoted field'])
   if (any || field.length > 0) { record.push(field); yield record }
 }
 
@@ -50,7 +51,7 @@ export async function* csvRecords(chunks: AsyncIterable<string>): AsyncGenerator
  */
 export function csvRowObject(header: readonly string[], cells: readonly string[]): Record<string, unknown> {
   if (cells.length !== header.length) {
-    throw new Error(`has ${cells.length} fields, the header has ${header.length}`)
+    throw new CtrError('BAD_INPUT', [`has ${cells.length} fields, the header has ${header.length}`])
   }
   const out: Record<string, unknown> = {}
   header.forEach((path, i) => {
@@ -72,12 +73,12 @@ function csvCellValue(path: readonly string[], cell: string): unknown {
   const first = cell.trimStart()[0]
   if (first === '[' || first === '{') {
     try { return JSON.parse(cell) as unknown } catch (err) {
-      throw new Error(`column ${path.join('.')}: not valid JSON (${(err as Error).message})`, { cause: err })
+      throw new CtrError('BAD_INPUT', [`column ${path.join('.')}: not valid JSON (${(err as Error).message})`], { cause: err })
     }
   }
   if (path.includes('numeric')) {
     const n = Number(cell)
-    if (cell.trim().length === 0 || !Number.isFinite(n)) throw new Error(`column ${path.join('.')}: ${JSON.stringify(cell)} is not a number`)
+    if (cell.trim().length === 0 || !Number.isFinite(n)) throw new CtrError('BAD_INPUT', [`column ${path.join('.')}: ${JSON.stringify(cell)} is not a number`])
     return n
   }
   return cell

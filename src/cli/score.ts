@@ -14,6 +14,7 @@ import { type ScoreSummary, emptySources, hitRate, score } from '../batch/score.
 import { UsageError, intOption, parseShard, pct, stderrLogger, waitForRedis, writeJson, type Shard } from './common.ts'
 import type { Command } from './main.ts'
 import { Progress } from './progress.ts'
+import { CtrError } from '../errors.ts'
 
 const HELP = `usage: ctrserve score --input FILE --output FILE [options]
 
@@ -176,7 +177,7 @@ async function runSingle(v: Values, o: Opts): Promise<number> {
     if (v.snapshot) {
       const m = rt.bundle.manifest
       const r = await rt.store.l1.loadSnapshot(v.snapshot, { versions: { image: m.encoders.image.version, text: m.encoders.text.version } })
-      if (!r.loaded) throw new Error(`snapshot not loaded: ${r.reason}`)
+      if (!r.loaded) throw new CtrError('BAD_INPUT', [`snapshot not loaded: ${r.reason}`])
     }
     if (!child) {
       const total = Math.ceil(Math.max(0, (await countRows(o.input)) - o.shard.index) / o.shard.count)

@@ -7,6 +7,7 @@ import { Head } from '../fusion/head.ts'
 import { DiffCollector, formatTable } from '../verify/diff-stats.ts'
 import { readJsonl, runParity } from '../verify/parity.ts'
 import type { Command } from './main.ts'
+import { CtrError } from '../errors.ts'
 
 const HELP = `usage: ctrserve verify [options]
 
@@ -34,7 +35,7 @@ async function comparePredictions(a: string, b: string): Promise<DiffCollector> 
   const d = new DiffCollector()
   for (const p of left) {
     const q = right.get(p.id)
-    if (!q) throw new Error(`${b} has no prediction with id ${p.id}`)
+    if (!q) throw new CtrError('BAD_INPUT', [`${b} has no prediction with id ${p.id}`])
     d.add('mean (calibrated)', [p.ctr.mean], [q.ctr.mean])
     d.add('raw_mean', [p.ctr.raw_mean], [q.ctr.raw_mean])
     d.add('std', [p.ctr.std], [q.ctr.std])
@@ -64,7 +65,7 @@ export const verifyCommand: Command = {
     const problems: string[] = []
     if (values.predictions) {
       const [a, b] = positionals
-      if (!a || !b) throw new Error('--predictions needs two files')
+      if (!a || !b) throw new CtrError('BAD_INPUT', ['--predictions needs two files'])
       diffs = await comparePredictions(a, b)
     } else {
       const config = loadConfig(values['model-dir'] ? { MODEL_DIR: values['model-dir'] } : {})

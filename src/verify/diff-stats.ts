@@ -1,3 +1,4 @@
+import { CtrError } from '../errors.ts'
 /** Summary of element-wise absolute differences between two sets of numbers. */
 export interface DiffStats {
   count: number
@@ -37,7 +38,7 @@ export class DiffCollector {
   readonly diffs = new Map<string, number[]>()
 
   add(name: string, a: ArrayLike<number>, b: ArrayLike<number>): void {
-    if (a.length !== b.length) throw new Error(`${name}: length ${a.length} vs ${b.length}`)
+    if (a.length !== b.length) throw new CtrError('BAD_INPUT', [`${name}: length ${a.length} vs ${b.length}`])
     const list = this.diffs.get(name) ?? []
     for (let i = 0; i < a.length; i++) list.push(Math.abs((a[i] as number) - (b[i] as number)))
     this.diffs.set(name, list)

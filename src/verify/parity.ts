@@ -8,6 +8,7 @@ import { ctrDistribution } from '../mdn/distribution.ts'
 import { pixelsSha256, preprocessImage } from '../modalities/image/index.ts'
 import type { FieldValues, PredictItem } from '../predict/types.ts'
 import { DiffCollector } from './diff-stats.ts'
+import { CtrError } from '../errors.ts'
 
 export interface ParityFixture {
   readonly id: string
@@ -54,10 +55,10 @@ export async function readJsonl<T>(path: string): Promise<T[]> {
 
 export async function loadParityFixtures(bundle: Bundle): Promise<{ fixtures: ParityFixture[]; expected: ParityExpected[] }> {
   const p = bundle.manifest.parity
-  if (!p) throw new Error(`bundle ${bundle.dir} has no parity fixtures`)
+  if (!p) throw new CtrError('BAD_BUNDLE', [bundle.dir, 'has no parity fixtures'])
   const fixtures = await readJsonl<ParityFixture>(join(bundle.dir, p.items))
   const expected = await readJsonl<ParityExpected>(join(bundle.dir, p.expected))
-  if (fixtures.length !== expected.length) throw new Error(`parity: ${fixtures.length} fixtures but ${expected.length} expected rows`)
+  if (fixtures.length !== expected.length) throw new CtrError('BAD_BUNDLE', [bundle.dir, `parity: ${fixtures.length} fixtures but ${expected.length} expected rows`])
   return { fixtures, expected }
 }
 

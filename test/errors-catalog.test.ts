@@ -1,0 +1,39 @@
+// The error catalog is the only way input errors are made (issue 13): every plain `throw new Error`
+// left in src/ is an internal fault by design (listed here with the reason; see src/errors.ts), and
+// every catalog entry is used.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join, relative } from 'node:path'
+import { ERRORS } from '../src/errors.ts'
+
+const SRC = join(import.meta.dirname, '../src')
+
+/** file → number of plain `throw new Error`, each an internal fault (a bug or a broken install, not input). */
+const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
+  'onnx/ort-backend.ts': 3, // model fails to load / output missing or mis-shaped: the bundle was verified at load
+  'queue/memory-queue.ts': 1, // start() called twice: a programming error
+  'queue/redis-queue.ts': 2, // start() twice or after close(): programming errors
+  'embedding/encoder-worker.ts': 3, // loaded outside a worker thread, or without the options its kind needs
+  'cli/score.ts': 1, // a `score` worker process died (its own stderr says why)
+}
+
+function sources(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [])
+}
+
+test('plain Errors in src/ are exactly the internal faults listed', () => {
+  const found: Record<string, number> = {}
+  for (const file of sources(SRC)) {
+    const n = (readFileSync(file, 'utf8').match(/throw new Error\(/g) ?? []).length
+    if (n > 0) found[relative(SRC, file)] = n
+  }
+  assert.deepEqual(found, INTERNAL_FAULTS)
+})
+
+test('every catalog entry is used outside the catalog', () => {
+  const text = sources(SRC).filter((f) => !f.endsWith('/errors.ts')).map((f) => readFileSync(f, 'utf8')).join('\n')
+  const unused = Object.keys(ERRORS).filter((name) => !text.includes(`'${name}'`) && !text.includes(`ERRORS.${name}`))
+  assert.deepEqual(unused, [])
+})
