@@ -4,6 +4,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import { L2Cache } from '../src/cache/l2.ts'
@@ -13,7 +16,9 @@ import { loadConfig } from '../src/config.ts'
 import { createMetrics } from '../src/metrics.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import { build, waitFor } from '../support/app.ts'
-import { BUNDLE_DIR } from '../support/bundle.ts'
+import { BUNDLE_DIR, SAMPLE_DIR } from '../support/bundle.ts'
+import { ctrserve } from '../support/cli.ts'
+import { startImageOrigin } from '../support/image-origin.ts'
 import { type ClusterNode, type RedisClusterHandle, startRedisCluster } from '../support/redis-cluster.ts'
 
 const silent = { info: () => undefined, warn: () => undefined }
@@ -157,4 +162,31 @@ test('a master killed: /predict keeps answering 200 and its keys are L2 hits aga
   const promoted = await c.masters()
   assert.equal(promoted.length, 3, 'the replica took over')
   assert.ok(!promoted.some((n) => n.port === victim.port))
+})
+
+test('ctrserve warm writes to the cluster and ctrserve score reads every vector back from it (l2)', async (t) => {
+  const c = await cluster(t)
+  const origin = await startImageOrigin(SAMPLE_DIR)
+  t.after(() => origin.close())
+  const dir = mkdtempSync(join(tmpdir(), 'ctrserve-cluster-cli-'))
+  t.after(() => rmSync(dir, { recursive: true, force: true }))
+  const lines = readFileSync(join(SAMPLE_DIR, 'items.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).slice(0, 16)
+  writeFileSync(join(dir, 'items.jsonl'), `${lines.join('\n')}\n`)
+  const env = { REDIS_CLUSTER_NODES: c.seeds, REDIS_PREFIX: `cw-${randomBytes(3).toString('hex')}` }
+
+  const warm = await ctrserve(['warm', '--input', join(dir, 'items.jsonl'), '--base-url', origin.baseUrl, '--summary-json', join(dir, 'w.json')], env)
+  assert.equal(warm.code, 0, warm.stderr + warm.stdout)
+  const w = JSON.parse(readFileSync(join(dir, 'w.json'), 'utf8')) as { jobs: Record<string, { done: number; failed: number }> }
+  assert.deepEqual([w.jobs.image?.done, w.jobs.text?.done, w.jobs.image?.failed, w.jobs.text?.failed], [16, 16, 0, 0])
+  const direct = c.client()
+  t.after(async () => { direct.disconnect() })
+  const perMaster = await Promise.all(direct.nodes('master').map(async (n) => (await n.keys(`${env.REDIS_PREFIX}:*`)).length))
+  assert.equal(perMaster.reduce((a, b) => a + b, 0), 32)
+  assert.ok(perMaster.every((n) => n > 0), `keys per master ${perMaster.join(', ')}`)
+
+  const score = await ctrserve(['score', '--input', join(dir, 'items.jsonl'), '--output', join(dir, 'out.jsonl'), '--base-url', origin.baseUrl, '--workers', '1'], env)
+  assert.equal(score.code, 0, score.stderr + score.stdout)
+  const out = readFileSync(join(dir, 'out.jsonl'), 'utf8').split('\n').filter((l) => l.trim()).map((l) => JSON.parse(l) as { sources: Record<string, string> })
+  assert.equal(out.length, 16)
+  for (const p of out) assert.deepEqual(p.sources, { image: 'l2', text: 'l2' })
 })
