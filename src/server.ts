@@ -41,7 +41,7 @@ function armShutdownDeadline(): void {
   }
   setTimeout(() => {
     server.log.warn({ timeoutMs: total }, 'shutdown deadline near: writing the L1 snapshot, then exiting')
-    server.runtime.saveSnapshot().then(
+    server.snapshots.save().then(
       () => give(1, 'shutdown deadline: exited with requests still in flight'),
       (err: unknown) => give(1, `shutdown deadline: snapshot failed: ${String(err)}`),
     )

@@ -47,18 +47,19 @@ const schemas = {
 }
 
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
-  const rt = app.runtime
   app.get('/healthz', { schema: schemas.healthz, config: notShed }, async () => ({ status: 'ok' }))
   app.get('/readyz', { schema: schemas.readyz }, async (_req, reply) => {
-    const r = rt.readiness()
-    return reply.code(r.ready ? 200 : 503).send(r)
+    const m = app.bundle.manifest
+    const redis = app.redisState()
+    const ready = redis !== 'down'
+    return reply.code(ready ? 200 : 503).send({ ready, bundle: `${m.name}@${m.version}`, redis })
   })
   app.get('/metrics', { schema: schemas.metrics, config: notShed }, async (_req, reply) => {
-    void reply.type(rt.metrics.registry.contentType)
-    return rt.metrics.registry.metrics()
+    void reply.type(app.metrics.registry.contentType)
+    return app.metrics.registry.metrics()
   })
   app.get('/model', { schema: schemas.model }, async () => {
-    const m = rt.bundle.manifest
+    const m = app.bundle.manifest
     return {
       name: m.name,
       version: m.version,
