@@ -16,6 +16,7 @@ const schema = {
     CACHE_TTL_SECONDS: { type: 'integer', minimum: 60, default: 7 * 24 * 3600 },
     L1_MAX_BYTES: { type: 'integer', minimum: 1_048_576, default: 256 * 1024 * 1024 },
     L1_SNAPSHOT_PATH: { type: 'string', default: '' },
+    FIELD_CACHE_MAX_BYTES: { type: 'integer', minimum: 65_536, default: 32 * 1024 * 1024 },
     L1_SNAPSHOT_INTERVAL_S: { type: 'integer', minimum: 0, default: 300 },
     MISS_POLICY: { type: 'string', enum: ['oov', 'budget'], default: 'oov' },
     BUDGET_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 200 },
@@ -50,6 +51,7 @@ export interface Config {
   CACHE_TTL_SECONDS: number
   L1_MAX_BYTES: number
   L1_SNAPSHOT_PATH: string
+  FIELD_CACHE_MAX_BYTES: number
   L1_SNAPSHOT_INTERVAL_S: number
   MISS_POLICY: 'oov' | 'budget'
   BUDGET_MS: number

@@ -12,6 +12,7 @@ export interface Metrics {
   readonly redisErrors: Counter<'op'>
   readonly fetchFailures: Counter<'reason'>
   readonly queueAdmission: Counter<'result'>
+  readonly fieldRowCache: Gauge<'stat'>
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
@@ -52,6 +53,10 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'ctrserve_queue_admission_total',
       help: 'Misses offered to the embedding queue from /predict: admitted, or throttled by the per-client bound (QUEUE_CLIENT_RATE)',
       labelNames: ['result'], registers,
+    }),
+    fieldRowCache: new Gauge({
+      name: 'ctrserve_field_row_cache', help: 'Cache of hashed categorical values (FIELD_CACHE_MAX_BYTES): bytes charged and entries',
+      labelNames: ['stat'], registers,
     }),
     fetchFailures: new Counter({
       name: 'ctrserve_image_fetch_failures_total', help: 'Image fetches that ended without an image, by reason',

@@ -2,31 +2,19 @@ import type { Bundle, LoadedField } from '../bundle/load-bundle.ts'
 import { CtrError } from '../errors.ts'
 import { categoricalRow } from '../modalities/categorical.ts'
 import { numericRow } from '../modalities/numeric.ts'
+import { RowCache } from './row-cache.ts'
 import type { FieldValues } from '../predict/types.ts'
-
-const ROW_CACHE_LIMIT = 100_000
 
 /**
  * Turns categorical and numeric fields into the head's fields_emb row: one table row per value,
  * the mean of rows for multi-valued fields, row 0 when the field is missing.
  */
 export class FieldFeatures {
-  // Hashing dominates field cost on big requests; values repeat across requests. One map per field.
-  private readonly rowCache = new Map<string, Map<string, number>>()
-
-  constructor(private readonly bundle: Bundle) {
-    for (const f of bundle.fields) this.rowCache.set(f.spec.name, new Map())
-  }
+  // Hashing dominates field cost on big requests; values repeat across requests (row-cache.ts).
+  constructor(private readonly bundle: Bundle, private readonly rowCache = new RowCache({ maxBytes: 32 * 1024 * 1024 })) {}
 
   private hashRow(f: LoadedField, value: string): number {
-    const cache = this.rowCache.get(f.spec.name) as Map<string, number>
-    let row = cache.get(value)
-    if (row === undefined) {
-      row = categoricalRow(f.spec, value)
-      if (cache.size >= ROW_CACHE_LIMIT) cache.clear()
-      cache.set(value, row)
-    }
-    return row
+    return this.rowCache.get(f.spec.name, value, () => categoricalRow(f.spec, value))
   }
 
   /**

@@ -1,6 +1,7 @@
 import fp from 'fastify-plugin'
 import { withClientAdmission } from '../embedding/client-admission.ts'
 import { FieldFeatures } from '../fusion/field-features.ts'
+import { RowCache } from '../fusion/row-cache.ts'
 import { PredictService } from '../predict/predict-service.ts'
 
 declare module 'fastify' {
@@ -31,7 +32,7 @@ export default fp<PredictPluginOptions>(async (app, opts) => {
     queue: misses === 'queue'
       ? withClientAdmission(app.queue, { ratePerS: config.QUEUE_CLIENT_RATE, burst: config.QUEUE_CLIENT_BURST, maxClients: 10_000, metrics })
       : dropMisses,
-    fields: new FieldFeatures(bundle),
+    fields: new FieldFeatures(bundle, new RowCache({ maxBytes: config.FIELD_CACHE_MAX_BYTES, metrics })),
     defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
   }))
 }, { name: 'predict', dependencies: ['config', 'bundle', 'metrics', 'cache-store', 'encoders', 'head'] })
