@@ -20,7 +20,7 @@ import {
   MODALITIES, type CloseOptions, type ConsumeOptions, type EmbedHandler, type EmbedJob, type EmbedQueue,
   type JobMetricOutcome, type QueueMetrics,
 } from './types.ts'
-import { withTimeout } from './with-timeout.ts'
+import { withTimeout } from '../util/settle-within.ts'
 
 /** The parts of an ioredis client the queue uses; `duplicate()` opens one connection per read loop. */
 export type QueueRedis = Pick<Redis, 'call' | 'status' | 'duplicate'>

@@ -1,6 +1,7 @@
-// Waits for a promise at most `ms`, without ever rejecting: the request path must not wait on a
-// slow Redis past its budget, and a reply that arrives after we gave up must not become an
-// unhandled rejection.
+// The one bounded wait, in two modes: `settleWithin` never rejects (the request path must not
+// wait on a slow Redis past its budget, and a reply that arrives after we gave up must not become
+// an unhandled rejection); `withTimeout` rejects on time-out, for callers that handle failures by
+// throwing (the Redis queue). In both, a late result or rejection of the work is ignored.
 
 export type Settled<T> =
   | { readonly ok: true; readonly value: T }
@@ -24,6 +25,13 @@ export function settleWithin<T>(start: () => Promise<T>, ms: number): Promise<Se
       (err: unknown) => { clearTimeout(timer); resolve({ ok: false, error: toError(err), timedOut: false }) },
     )
   })
+}
+
+/** Like `settleWithin`, but rejects: with the work's error, or with "<what> timed out after <ms> ms". */
+export async function withTimeout<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  const r = await settleWithin(() => work, ms)
+  if (r.ok) return r.value
+  throw r.timedOut ? new Error(`${what} timed out after ${ms} ms`) : r.error
 }
 
 function toError(err: unknown): Error {
