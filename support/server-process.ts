@@ -1,7 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createServer, type Server } from 'node:http'
-import { readFile } from 'node:fs/promises'
-import { join, normalize, resolve } from 'node:path'
+import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './free-port.ts'
 import { BUNDLE_DIR } from './bundle.ts'
@@ -43,45 +41,4 @@ export async function startServerProcess(env: Record<string, string>, port?: num
     await sleep(200)
   }
   return { port: p, url, child, output, exited: () => exit, kill: (s) => { if (child.exitCode === null && child.signalCode === null) child.kill(s) } }
-}
-
-export interface SlowOrigin {
-  readonly baseUrl: string
-  /** Delay before each response; change it at any time. */
-  delayMs: number
-  /** Answer with this status instead of the image (0 = serve the image). */
-  failWith: number
-  readonly hits: Map<string, number>
-  close(): Promise<void>
-}
-
-/** An image origin on 127.0.0.1 serving `<dir>/<path>` after `delayMs`. */
-export async function startSlowOrigin(dir: string, delayMs = 0): Promise<SlowOrigin> {
-  const hits = new Map<string, number>()
-  const state = { delayMs, failWith: 0 }
-  const server: Server = createServer((req, res) => {
-    const path = normalize(decodeURIComponent((req.url ?? '/').split('?')[0] ?? '/'))
-    hits.set(path, (hits.get(path) ?? 0) + 1)
-    const timer = setTimeout(() => {
-      if (state.failWith > 0) { res.writeHead(state.failWith).end(); return }
-      if (path.includes('..')) { res.writeHead(400).end(); return }
-      readFile(join(dir, path)).then(
-        (bytes) => res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': bytes.length }).end(bytes),
-        () => res.writeHead(404).end(),
-      )
-    }, state.delayMs)
-    res.on('close', () => clearTimeout(timer))
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const addr = server.address()
-  const port = typeof addr === 'object' && addr ? addr.port : 0
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    hits,
-    get delayMs() { return state.delayMs },
-    set delayMs(v: number) { state.delayMs = v },
-    get failWith() { return state.failWith },
-    set failWith(v: number) { state.failWith = v },
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
-  }
 }

@@ -4,18 +4,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ENTRY_OVERHEAD_BYTES, L1Cache } from '../src/cache/l1.ts'
+import { bytesOf, randomVector } from '../support/vectors.ts'
 
 const VERSIONS = { image: '0123456789abcdef', text: 'fedcba9876543210' }
 
-function bytesOf(v: Float32Array): Buffer {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
-}
 
-function randomVector(dim: number): Float32Array {
-  const v = new Float32Array(dim)
-  for (let i = 0; i < dim; i++) v[i] = Math.random() * 2 - 1
-  return v
-}
 
 function tempDir(t: { after(fn: () => void): void }): string {
   const dir = mkdtempSync(join(tmpdir(), 'ctrserve-l1-'))

@@ -9,6 +9,9 @@ import { L2Cache } from '../src/cache/l2.ts'
 import { createRedisClient } from '../src/cache/redis-client.ts'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
 import { startRedis, type RedisServer, waitReady } from '../support/redis.ts'
+import { bytesOf, randomVector } from '../support/vectors.ts'
+
+const randomVectorWide = (dim: number): Float32Array => randomVector(dim, { wideRange: true })
 
 const DIMS = { image: 1280, text: 128 }
 
@@ -25,15 +28,7 @@ after(async () => {
   await server.stop()
 })
 
-function bytesOf(v: Float32Array): Buffer {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
-}
 
-function randomVector(dim: number): Float32Array {
-  const v = new Float32Array(dim)
-  for (let i = 0; i < dim; i++) v[i] = (Math.random() * 2 - 1) * 10 ** Math.floor(Math.random() * 10 - 5)
-  return v
-}
 
 async function counterValue(counter: Counter<string>, labels: Record<string, string>): Promise<number> {
   const { values } = await counter.get()
@@ -79,11 +74,11 @@ async function fixture(t: { after(fn: () => Promise<void>): void }): Promise<Fix
 test('round trip of image and text vectors is bit-exact', async (t) => {
   const f = await fixture(t)
   const entries = [
-    ...Array.from({ length: 10 }, (_, i) => ({ key: f.key('image', `img${i}`), vector: randomVector(1280) })),
-    ...Array.from({ length: 50 }, (_, i) => ({ key: f.key('text', `title${i}`), vector: randomVector(128) })),
+    ...Array.from({ length: 10 }, (_, i) => ({ key: f.key('image', `img${i}`), vector: randomVectorWide(1280) })),
+    ...Array.from({ length: 50 }, (_, i) => ({ key: f.key('text', `title${i}`), vector: randomVectorWide(128) })),
   ]
   // A vector that is a view at a non-zero offset of a larger buffer must be written from its own bytes.
-  const backing = randomVector(128 * 3)
+  const backing = randomVectorWide(128 * 3)
   entries.push({ key: f.key('text', 'view'), vector: backing.subarray(128, 256) })
   assert.equal(await f.l2.setMany(entries, 3600), entries.length)
 
@@ -100,7 +95,7 @@ test('round trip of image and text vectors is bit-exact', async (t) => {
 test('values at odd offsets inside a reply decode exactly', async (t) => {
   const f = await fixture(t)
   const odd = f.key('text', 'odd')
-  const vec = randomVector(128)
+  const vec = randomVectorWide(128)
   await admin.set(odd, 'x')
   await f.l2.setMany([{ key: f.key('text', 'v'), vector: vec }], 60)
   // Reply `*2 $1 x $512 …`: the vector starts 17 bytes into the socket chunk.
@@ -116,7 +111,7 @@ test('values at odd offsets inside a reply decode exactly', async (t) => {
 
 test('getMany is one MGET whatever the number of keys', async (t) => {
   const f = await fixture(t)
-  const stored = Array.from({ length: 300 }, (_, i) => ({ key: f.key('text', `t${i}`), vector: randomVector(128) }))
+  const stored = Array.from({ length: 300 }, (_, i) => ({ key: f.key('text', `t${i}`), vector: randomVectorWide(128) }))
   await f.l2.setMany(stored, 60)
   const keys = [...stored.map((e) => e.key), ...Array.from({ length: 700 }, (_, i) => f.key('image', `missing${i}`))]
   const mget = await commandCalls('mget')
@@ -129,8 +124,8 @@ test('getMany is one MGET whatever the number of keys', async (t) => {
 
 test('setMany writes with a TTL in one pipeline and skips vectors of the wrong length', async (t) => {
   const f = await fixture(t)
-  const good = { key: f.key('image', 'a'), vector: randomVector(1280) }
-  const wrong = { key: f.key('image', 'b'), vector: randomVector(128) }
+  const good = { key: f.key('image', 'a'), vector: randomVectorWide(1280) }
+  const wrong = { key: f.key('image', 'b'), vector: randomVectorWide(128) }
   assert.equal(await f.l2.setMany([good, wrong], 120), 1)
   const pttl = await admin.pttl(good.key)
   assert.ok(pttl > 0 && pttl <= 120_000, `PTTL ${pttl}`)
@@ -149,7 +144,7 @@ test('a stored value of the wrong length is a miss and counted', async (t) => {
 
 test('a stalled Redis costs at most the deadline, reads as misses, and logs one warning', async (t) => {
   const f = await fixture(t)
-  const e = { key: f.key('text', 'paused'), vector: randomVector(128) }
+  const e = { key: f.key('text', 'paused'), vector: randomVectorWide(128) }
   await f.l2.setMany([e], 60)
   await admin.call('CLIENT', 'PAUSE', '3000', 'ALL')
   const started = Date.now()

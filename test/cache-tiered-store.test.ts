@@ -11,6 +11,7 @@ import { MAX_RECONNECT_DELAY_MS, createRedisClient, reconnectDelay } from '../sr
 import { TieredStore } from '../src/cache/tiered-store.ts'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
 import { freePort, startRedis, type RedisServer, waitReady } from '../support/redis.ts'
+import { bytesOf, randomVector } from '../support/vectors.ts'
 
 const DIMS = { image: 1280, text: 128 }
 const TTL = 3600
@@ -29,15 +30,7 @@ after(async () => {
   await server.stop()
 })
 
-function bytesOf(v: Float32Array): Buffer {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
-}
 
-function randomVector(dim: number): Float32Array {
-  const v = new Float32Array(dim)
-  for (let i = 0; i < dim; i++) v[i] = Math.random() * 2 - 1
-  return v
-}
 
 async function counterValue(counter: Counter<string>, labels: Record<string, string>): Promise<number> {
   const { values } = await counter.get()

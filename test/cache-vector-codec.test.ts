@@ -1,10 +1,8 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { bufferToVector, vectorToBuffer } from '../src/cache/vector-codec.ts'
+import { bytesOf } from '../support/vectors.ts'
 
-function bytesOf(v: Float32Array): Buffer {
-  return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
-}
 
 test('vectorToBuffer is a zero-copy little-endian view that respects the vector offset', () => {
   const backing = new Float32Array([9, 9, 1.5, -2.25, 9])

@@ -11,13 +11,14 @@ import { loadBundle } from '../src/bundle/load-bundle.ts'
 import { waitFor } from '../support/app.ts'
 import { BUNDLE_DIR, SAMPLE_DIR } from '../support/bundle.ts'
 import { startRedis } from '../support/redis.ts'
-import { startServerProcess, startSlowOrigin } from '../support/server-process.ts'
+import { startImageOrigin } from '../support/image-origin.ts'
+import { startServerProcess } from '../support/server-process.ts'
 
 const IMAGES = join(SAMPLE_DIR, 'images')
 const FILES = readdirSync(IMAGES).filter((f) => f.endsWith('.jpg')).sort()
 
 test('SIGTERM: every request in flight is answered 200, then connections are refused', async (t) => {
-  const origin = await startSlowOrigin(IMAGES, 1_500)
+  const origin = await startImageOrigin(IMAGES, { delayMs: 1_500 })
   t.after(() => origin.close())
   const t0 = Date.now()
   const server = await startServerProcess({ IMAGE_ALLOWED_HOSTS: '127.0.0.1' })
@@ -56,7 +57,7 @@ const slow = process.env.HARDENING_SLOW === '1' ? false : 'set HARDENING_SLOW=1 
 test('durable queue: jobs accepted before kill -9 are completed after a restart', { timeout: 180_000, skip: slow }, async (t) => {
   const redis = await startRedis()
   t.after(() => redis.stop())
-  const origin = await startSlowOrigin(IMAGES, 30_000) // the first instance never finishes a fetch
+  const origin = await startImageOrigin(IMAGES, { delayMs: 30_000 }) // the first instance never finishes a fetch
   t.after(() => origin.close())
   const prefix = `hk-${randomBytes(3).toString('hex')}`
   const env = { REDIS_URL: redis.url, REDIS_PREFIX: prefix, IMAGE_ALLOWED_HOSTS: '127.0.0.1', IMAGE_FETCH_TIMEOUT_MS: '60000' }

@@ -11,7 +11,8 @@ import { readSnapshot } from '../src/cache/l1-snapshot.ts'
 import { embeddingKey } from '../src/cache/keys.ts'
 import { waitFor } from '../support/app.ts'
 import { BUNDLE_DIR, SAMPLE_DIR } from '../support/bundle.ts'
-import { startServerProcess, startSlowOrigin } from '../support/server-process.ts'
+import { startImageOrigin } from '../support/image-origin.ts'
+import { startServerProcess } from '../support/server-process.ts'
 
 const IMAGES = join(SAMPLE_DIR, 'images')
 const FILES = readdirSync(IMAGES).filter((f) => f.endsWith('.jpg')).sort()
@@ -25,7 +26,7 @@ test('shutdown deadline: snapshot with unfinished jobs, exit while a long reques
   const dir = mkdtempSync(join(tmpdir(), 'ctr-shutdown-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   const snapshotPath = join(dir, 'l1.snap')
-  const origin = await startSlowOrigin(IMAGES, 600_000) // nothing the first process fetches ever arrives
+  const origin = await startImageOrigin(IMAGES, { delayMs: 600_000 }) // nothing the first process fetches ever arrives
   t.after(() => origin.close())
   const env = {
     IMAGE_ALLOWED_HOSTS: '127.0.0.1', IMAGE_FETCH_TIMEOUT_MS: '60000', L1_SNAPSHOT_PATH: snapshotPath,

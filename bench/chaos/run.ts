@@ -17,7 +17,8 @@ import { vectorToBuffer } from '../../src/cache/vector-codec.ts'
 import { BUNDLE_DIR, SAMPLE_DIR } from '../../support/bundle.ts'
 import { freePort, startRedis } from '../../support/redis.ts'
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
-import { startServerProcess, startSlowOrigin, type ServerProcess } from '../../support/server-process.ts'
+import { startImageOrigin } from '../../support/image-origin.ts'
+import { startServerProcess, type ServerProcess } from '../../support/server-process.ts'
 import { num, parseArgs } from '../lib/args.ts'
 import { timeUntil } from '../lib/wait.ts'
 import { crashEncoderWorker } from './kill-worker.ts'
@@ -43,7 +44,7 @@ hardStop.unref()
 const bundle = await loadBundle(BUNDLE_DIR)
 const versions = { image: bundle.manifest.encoders.image.version, text: bundle.manifest.encoders.text.version }
 const redis = await startRedis()
-const origin = await startSlowOrigin(SAMPLE_DIR, 0)
+const origin = await startImageOrigin(SAMPLE_DIR)
 const inspectPort = await freePort()
 const port = await freePort()
 const env = {

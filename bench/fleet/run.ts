@@ -25,7 +25,7 @@ import { BUNDLE_DIR, SAMPLE_DIR } from '../../support/bundle.ts'
 import { freePort } from '../../support/free-port.ts'
 import { type ClusterNode, startRedisCluster } from '../../support/redis-cluster.ts'
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
-import { startSlowOrigin } from '../../support/server-process.ts'
+import { startImageOrigin } from '../../support/image-origin.ts'
 import { num, parseArgs } from '../lib/args.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from '../chaos/load.ts'
 import { type JobCounts, Fleet, type Instance, emptyCounts } from './fleet.ts'
@@ -57,7 +57,7 @@ const cluster = await startRedisCluster()
 const admin: Cluster = cluster.client()
 admin.on('error', () => undefined) // nodes are killed on purpose
 await new Promise<void>((r) => { if (admin.status === 'ready') r(); else admin.once('ready', () => r()) })
-const origin = await startSlowOrigin(SAMPLE_DIR, 0)
+const origin = await startImageOrigin(SAMPLE_DIR)
 const envFor = (b: 'A' | 'B'): Record<string, string> => ({
   REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: PREFIX, IMAGE_ALLOWED_HOSTS: '127.0.0.1', LOG_LEVEL: 'warn',
   EMBED_WORKERS: '1', BUDGET_MS: '200', MODEL_DIR: b === 'A' ? BUNDLE_DIR : dirB,
