@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { EmbedRequest, EmbedResult, EmbeddingService, Modality } from '../embedding/embedding-service.ts'
-import { CtrError } from '../errors.ts'
 import type { PredictItem } from '../predict/types.ts'
 import { type BackoffOptions, backoffDelayMs } from '../queue/backoff.ts'
 import type { Row } from './row-reader.ts'
 import type { Checked } from './rows.ts'
+import { failureReason } from '../embedding/failure-reason.ts'
 
 // The core of `ctrserve warm`: items → cache keys (the server's keyOf) → skip the keys already
 // present (tiered lookup) → the EmbeddingService computes the rest in micro-batches through the
@@ -57,16 +57,9 @@ export interface WarmSummary {
 
 const NEGATIVE_MAX_KEYS = 100_000
 
-/** A short, bounded label for a failure (the image fetcher's reason when there is one). */
-export function failureReason(err: Error): string {
-  const cause = (err as { cause?: unknown }).cause
-  if (typeof cause === 'object' && cause !== null && typeof (cause as { reason?: unknown }).reason === 'string') {
-    return (cause as { reason: string }).reason
-  }
-  if (err instanceof CtrError && err.code === 'CTR_ERR_IMAGE_INVALID') return 'invalid-image'
-  if (err instanceof CtrError && err.code === 'CTR_ERR_FETCH_REFUSED') return 'refused'
-  if (/encoder/.test(err.message)) return 'encoder'
-  return 'other'
+/** A short, bounded label for a failure: the shared mapping, else `encoder` or `other`. */
+export function warmFailureReason(err: Error): string {
+  return failureReason(err) ?? (/encoder/.test(err.message) ? 'encoder' : 'other')
 }
 
 export function failureRate(s: WarmSummary): number {
@@ -191,7 +184,7 @@ async function settle(
     if (r?.ok) ok.push(req)
     else {
       const error = r?.error ?? new Error('no result')
-      failed.push({ req, permanent: r?.permanent ?? false, reason: failureReason(error), message: error.message })
+      failed.push({ req, permanent: r?.permanent ?? false, reason: warmFailureReason(error), message: error.message })
     }
   })
   if (!confirm || ok.length === 0) return { done: ok.length, failed }

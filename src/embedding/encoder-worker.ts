@@ -9,6 +9,7 @@ import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer
 import { CtrError } from '../errors.ts'
 import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
 import { HostLimiter } from '../util/host-limiter.ts'
+import { failureReason } from './failure-reason.ts'
 
 const data = workerData as EncoderWorkerData
 const port = parentPort
@@ -67,15 +68,6 @@ function hostOf(url: string): string {
   try { return new URL(url).host } catch { return '' }
 }
 
-/** A short label for why an image failed; errors lose their class crossing the thread boundary. */
-function reasonOf(err: unknown): string | undefined {
-  const cause = err instanceof Error ? (err.cause as { reason?: unknown } | undefined) : undefined
-  if (typeof cause?.reason === 'string') return cause.reason
-  if (err instanceof CtrError && err.code === 'CTR_ERR_IMAGE_INVALID') return 'invalid-image'
-  if (err instanceof CtrError && err.code === 'CTR_ERR_FETCH_REFUSED') return 'refused'
-  return undefined
-}
-
 async function runImageUrls(urls: readonly string[], deadline: number) {
   if (!loading || !fetcher) throw new Error('image worker started without imageLoading options')
   const fetchReasons: string[] = []
@@ -88,7 +80,7 @@ async function runImageUrls(urls: readonly string[], deadline: number) {
   const failures: Array<{ index: number; message: string; permanent: boolean; reason?: string }> = []
   loaded.forEach((l, index) => {
     if (l.ok) embedded.push(index)
-    else failures.push({ index, message: l.err instanceof Error ? l.err.message : String(l.err), permanent: l.err instanceof CtrError && l.err.permanent, reason: reasonOf(l.err) })
+    else failures.push({ index, message: l.err instanceof Error ? l.err.message : String(l.err), permanent: l.err instanceof CtrError && l.err.permanent, reason: failureReason(l.err) })
   })
   const per = 3 * loading.spec.height * loading.spec.width
   const batch = new Float32Array(embedded.length * per)
