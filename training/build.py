@@ -27,6 +27,7 @@ from .encoders import ImageEncoder, decode_image, encode_images, normalize, pixe
 from .export import export_head, export_image_encoder, export_text_encoder, max_abs_diff
 from .features import Featurizer, fields_emb_numpy, fit_edges
 from .hashing import hash_row
+from .manifest_schema import check_manifest
 from .tokenizer import encode, load_tokenizer, pad_batch, save_tokenizer, train_tokenizer
 from .train import CTRModel, Data, fit_spread_tau, predict, train
 
@@ -406,6 +407,7 @@ def main(argv=None) -> int:
         "report": "report/report.md",
         "onnx_vs_pytorch_max_abs_diff": diffs,
     }
+    check_manifest(manifest)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     total = sum(v["bytes"] for v in files.values())
     swap_in(tmp, out)
