@@ -134,8 +134,9 @@ test('a log with its own field names: fields → build --small → served by the
   const fx = fixtures[i]!
   const parityOrigin = await startImageOrigin(bundle)
   t.after(() => parityOrigin.close())
-  const { image_url: _drop, ...rest } = fx.item
-  const item = { ...rest, id: fx.id, ...(fx.image_oov ? {} : { image_url: `${parityOrigin.baseUrl}/${fx.image_file}` }) }
+  const item: Record<string, unknown> = { ...fx.item, id: fx.id }
+  if (fx.image_oov) delete item.image_url
+  else item.image_url = `${parityOrigin.baseUrl}/${fx.image_file}`
   const want = { image: fx.image_oov ? 'absent' : 'l1', text: 'l1' }
   const post = (body: object) => fetch(`${server.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
   const ask = async () => (await (await post({ context: fx.context, items: [item] })).json()) as PredictResult
