@@ -1,6 +1,8 @@
-import type { Manifest } from '../bundle/manifest.ts'
+import type { FieldSpec, Manifest } from '../bundle/manifest.ts'
 
-// JSON schemas of POST /predict, generated from the manifest and limits (never hand-copied).
+// JSON schemas of POST /predict, generated from the manifest and limits (never hand-copied): the
+// fields a bundle declares get their own type (string, string or array, number); other names are
+// accepted with a generic type and reported in `warnings` as unknown.
 
 export interface SchemaLimits {
   readonly maxItems: number
@@ -9,59 +11,59 @@ export interface SchemaLimits {
 const MAX_STRING = 256
 const MAX_FIELDS = 64
 
+const oneString = { type: 'string', maxLength: MAX_STRING }
+const manyStrings = { type: 'array', maxItems: MAX_FIELDS, items: oneString }
+const anyCategorical = { anyOf: [oneString, manyStrings] }
+const aNumber = { type: 'number' }
+
 // Field names: 0–64 characters, as a pattern rather than `propertyNames: {maxLength}` because
 // schema-driven generators (Schemathesis's fuzzing phase) ignore propertyNames and then report
 // our refusals as bugs. `[\s\S]` also matches line breaks; both Ajv (u flag) and Python count code points.
 const FIELD_NAME = '^[\\s\\S]{0,64}$'
 
-const fieldValues = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    categorical: {
-      type: 'object',
-      maxProperties: MAX_FIELDS,
-      additionalProperties: false,
-      patternProperties: {
-        [FIELD_NAME]: {
-          anyOf: [
-            { type: 'string', maxLength: MAX_STRING },
-            { type: 'array', maxItems: MAX_FIELDS, items: { type: 'string', maxLength: MAX_STRING } },
-          ],
-        },
-      },
-    },
-    numeric: {
-      type: 'object',
-      maxProperties: MAX_FIELDS,
-      additionalProperties: false,
-      patternProperties: { [FIELD_NAME]: { type: 'number' } },
-    },
-  },
-} as const
+function fieldSchema(f: FieldSpec): object {
+  if (f.type === 'numeric') return aNumber
+  return f.multi ? anyCategorical : oneString
+}
 
-export function predictBodySchema(limits: SchemaLimits): object {
+function fieldGroup(fields: readonly FieldSpec[], kind: FieldSpec['type']): object {
+  const known = fields.filter((f) => f.type === kind)
+  return {
+    type: 'object',
+    maxProperties: MAX_FIELDS,
+    properties: Object.fromEntries(known.map((f) => [f.name, fieldSchema(f)])),
+    patternProperties: { [FIELD_NAME]: kind === 'numeric' ? aNumber : anyCategorical },
+    additionalProperties: false,
+  }
+}
+
+function fieldValues(fields: readonly FieldSpec[], scope: FieldSpec['scope']): { categorical: object; numeric: object } {
+  const inScope = fields.filter((f) => f.scope === scope)
+  return { categorical: fieldGroup(inScope, 'categorical'), numeric: fieldGroup(inScope, 'numeric') }
+}
+
+const itemProperties = (fields: readonly FieldSpec[]) => ({
+  id: { type: 'string', minLength: 1, maxLength: MAX_STRING },
+  image_url: { type: 'string', maxLength: 2048, pattern: '^$|^[hH][tT][tT][pP][sS]?://' },
+  title: { type: 'string', maxLength: 1024 },
+  ...fieldValues(fields, 'item'),
+})
+
+/** Keys an item may carry; any other key is ignored and reported in `warnings`. */
+export const ITEM_KEYS: ReadonlySet<string> = new Set(Object.keys(itemProperties([])))
+
+export function predictBodySchema(limits: SchemaLimits, manifest: Pick<Manifest, 'fields'>): object {
   return {
     type: 'object',
     required: ['items'],
     additionalProperties: false,
     properties: {
-      context: fieldValues,
+      context: { type: 'object', additionalProperties: false, properties: fieldValues(manifest.fields, 'context') },
       items: {
         type: 'array',
         minItems: 1,
         maxItems: limits.maxItems,
-        items: {
-          type: 'object',
-          required: ['id'],
-          properties: {
-            id: { type: 'string', minLength: 1, maxLength: MAX_STRING },
-            image_url: { type: 'string', maxLength: 2048, pattern: '^$|^[hH][tT][tT][pP][sS]?://' },
-            title: { type: 'string', maxLength: 1024 },
-            categorical: fieldValues.properties.categorical,
-            numeric: fieldValues.properties.numeric,
-          },
-        },
+        items: { type: 'object', required: ['id'], properties: itemProperties(manifest.fields) },
       },
       options: {
         type: 'object',
