@@ -11,7 +11,8 @@ const fields: FieldSpec[] = [
   { name: 'price', scope: 'item', type: 'numeric', edges: [1, 2], rows: 4, dim: 2, table: 't/price.f32' },
   { name: 'weekday', scope: 'context', type: 'categorical', multi: false, hash: { algo: 'murmur3_x86_32', seed: 3 }, rows: 8, dim: 2, table: 't/weekday.f32' },
 ]
-const validate = new Ajv({ allErrors: false }).compile(predictBodySchema({ maxItems: 5 }, { fields }))
+// The server's Ajv options (server-options.ts): known names also match the field-name length pattern.
+const validate = new Ajv({ allErrors: false, allowMatchingProperties: true }).compile(predictBodySchema({ maxItems: 5 }, { fields }))
 
 function firstError(body: unknown): string | undefined {
   if (validate(body)) return undefined
