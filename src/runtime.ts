@@ -12,6 +12,8 @@ import { EmbeddingService } from './embedding/embedding-service.ts'
 import { makeJobHandler } from './embedding/job-handler.ts'
 import { FieldFeatures } from './fusion/field-features.ts'
 import { Head } from './fusion/head.ts'
+import { mixtureStatsOf } from './mdn/batch-stats.ts'
+import { createScorer } from './scoring/create-scorer.ts'
 import { type Metrics, createMetrics } from './metrics.ts'
 import { PredictService } from './predict/predict-service.ts'
 import { createQueue } from './embedding/create-queue.ts'
@@ -79,6 +81,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
     },
   }, log)
   const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
+  const scorer = await createScorer(bundle, head, { concurrency: config.WEB_CONCURRENCY, intraOpThreads: config.HEAD_INTRA_OP_THREADS }, log)
 
   const embedder = new EmbeddingService({ imagePool, textPool, sink: store, metrics })
   const queue = createQueue({ config, redis, metrics })
@@ -90,7 +93,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const keyOf = (modality: 'image' | 'text', input: string): string =>
     embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input)
   const predict = new PredictService({
-    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, embedder, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
+    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, embedder, scorer, stats: mixtureStatsOf(m), fields: new FieldFeatures(bundle), metrics, keyOf, log,
     defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
   })
 
@@ -120,7 +123,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
       // Durable queue: in-flight jobs end or stay un-acked for another instance; memory: finish them.
       await queue.close({ drain: !redis, timeoutMs: 10_000 })
       await snapshot()
-      await Promise.all([imagePool.close(), textPool.close(), head.close()])
+      await Promise.all([imagePool.close(), textPool.close(), head.close(), scorer.close()])
       redis?.disconnect()
     },
   }

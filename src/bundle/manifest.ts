@@ -72,6 +72,8 @@ export interface Manifest {
     readonly k: number
     readonly gauss_hermite: { readonly nodes: readonly number[]; readonly weights: readonly number[] }
     readonly quantiles: Readonly<Record<string, number>>
+    /** Quantile root search: bracket of ±span_sigmas around the components, at most `iterations` steps. */
+    readonly bisection?: { readonly iterations: number; readonly span_sigmas: number }
   }
   readonly calibration: { readonly x: readonly number[]; readonly y: readonly number[] }
   readonly parity?: { readonly dir: string; readonly items: string; readonly expected: string }

@@ -19,5 +19,9 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
       body: predictBodySchema({ maxItems: rt.config.MAX_ITEMS }),
       response: { 200: predictResponseSchema(rt.bundle.manifest) },
     },
-  }, async (request) => rt.predict.predict(request.body, request.receivedAt))
+  }, async (request, reply) => {
+    // A string is sent as is: the JSON was written where the request was scored (predictions-json.ts).
+    const json = await rt.predict.predictJson(request.body, request.receivedAt)
+    return reply.type('application/json; charset=utf-8').send(json)
+  })
 }

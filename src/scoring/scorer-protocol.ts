@@ -1,0 +1,40 @@
+import type { Manifest } from '../bundle/manifest.ts'
+import type { Source } from '../predict/types.ts'
+
+// Messages between the request thread and a scorer thread. Input buffers travel by transfer (no
+// copy) and come back with the answer, to be reused by a later request.
+
+export interface ScorerWorkerData {
+  readonly dir: string
+  readonly manifest: Manifest
+  readonly fieldsDim: number
+  readonly intraOpThreads: number
+}
+
+export interface InputSet {
+  readonly capacity: number
+  readonly image: Float32Array
+  readonly imageOov: Float32Array
+  readonly text: Float32Array
+  readonly textOov: Float32Array
+  readonly fields: Float32Array
+}
+
+export const SOURCE_CODES: readonly Source[] = ['l1', 'l2', 'computed', 'oov', 'absent']
+
+export interface ScoreRequest {
+  readonly id: number
+  readonly n: number
+  readonly inputs: InputSet
+  /** JSON wanted: ids and the source codes of image (first n) and text (next n). */
+  readonly meta?: { readonly ids: readonly string[]; readonly sources: Uint8Array }
+}
+
+export type ScoreResponse =
+  | { readonly id: number; readonly ok: true; readonly inputs: InputSet; readonly headMs: number; readonly statsMs: number
+      readonly json?: string; readonly rows?: Float64Array; readonly pi?: Float32Array; readonly mu?: Float32Array; readonly sigma?: Float32Array }
+  | { readonly id: number; readonly ok: false; readonly inputs: InputSet; readonly error: string }
+
+export function inputBuffers(s: InputSet): ArrayBuffer[] {
+  return [s.image, s.imageOov, s.text, s.textOov, s.fields].map((a) => a.buffer as ArrayBuffer)
+}
