@@ -1,11 +1,11 @@
 import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { stopAll } from './lib/children.ts'
+import { spawnChild, stopAll, waitFor } from './lib/children.ts'
 import { type Measurement, measure } from './lib/measure.ts'
 import { num, parseArgs, str } from './lib/args.ts'
 import { memory } from './lib/proc-stats.ts'
 import { type PredictBody, type PredictItem, itemVariant, loadSample } from './lib/sample.ts'
-import { startOrigin, startServer } from './lib/services.ts'
+import { startServer } from './lib/services.ts'
 import { warmUntilL1 } from './lib/warm.ts'
 import { writeBodies, zipfSampler } from './workload.ts'
 import { latestProfile, summarizeProfile } from './profile-summary.ts'
@@ -19,6 +19,9 @@ import { rng } from '../support/random.ts'
 //   flock /work/locks/bench.lock npx tsx bench/hit-path.ts --label after --concurrency 2 --rates 200,400,800,1000
 
 const WARM_ITEMS = 2000
+// A fixed origin port: image URLs (hence cache keys) stay the same from run to run, so the L1
+// snapshot of an earlier run holds every item.
+const ORIGIN_PORT = 47311
 const SCRATCH = 'bench/.scratch'
 
 interface Point {
@@ -75,7 +78,10 @@ async function main(): Promise<void> {
   const concurrency = args.get('concurrency')
   if (concurrency) env.WEB_CONCURRENCY = concurrency
   mkdirSync(SCRATCH, { recursive: true })
-  const origin = await startOrigin('fast')
+  const port = num(args, 'origin-port', ORIGIN_PORT)
+  const originChild = spawnChild('origin', process.execPath, ['--import', 'tsx', 'bench/image-origin.ts', '--profile', 'fast', '--port', String(port), '--max-seconds', '3600'])
+  const origin = { base: `http://127.0.0.1:${port}` }
+  await waitFor('origin', async () => (await fetch(`${origin.base}/nope`).catch(() => undefined)) !== undefined, 15_000, 100, originChild)
   const pool = items(origin.base)
   const snap = join(SCRATCH, 'l1-snapshot-hit-path.bin')
   const profDir = join(SCRATCH, `prof-${label}`)

@@ -178,7 +178,7 @@ export class PredictService {
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
-      for (const k of Object.keys(it)) if (!KNOWN_ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
+      for (const k in it) if (!KNOWN_ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
 
