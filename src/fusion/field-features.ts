@@ -67,9 +67,11 @@ export class FieldFeatures {
     const dim = f.spec.dim
     const o = base + f.offset
     const inv = 1 / rows.length
+    const t = f.table
+    // Summed in row order per element, as before (float32 sums: the order is part of parity).
     for (let j = 0; j < dim; j++) {
       let s = 0
-      for (const row of rows) s += f.table[row * dim + j] as number
+      for (let r = 0; r < rows.length; r++) s += t[(rows[r] as number) * dim + j] as number
       out[o + j] = s * inv
     }
   }

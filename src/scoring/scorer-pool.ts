@@ -3,7 +3,7 @@ import type { HeadBundle, HeadInputs } from '../fusion/head.ts'
 import type { RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
 import type { Scored, ScoredJson, Scorer } from './scorer.ts'
-import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, inputBuffers } from './scorer-protocol.ts'
+import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
 
 const BOOTSTRAP_URL = new URL('../embedding/worker-bootstrap.mjs', import.meta.url)
 const ENTRY = new URL('./scorer-worker.ts', import.meta.url).href
@@ -72,12 +72,7 @@ export class ScorerPool implements Scorer {
   private acquire(n: number): InputSet {
     const i = this.free.findIndex((s) => s.capacity >= n)
     if (i >= 0) return this.free.splice(i, 1)[0] as InputSet
-    const m = this.bundle.manifest
-    const capacity = Math.max(n, 128)
-    return {
-      capacity, image: new Float32Array(capacity * m.oov.image.dim), imageOov: new Float32Array(capacity),
-      text: new Float32Array(capacity * m.oov.text.dim), textOov: new Float32Array(capacity), fields: new Float32Array(capacity * this.bundle.fieldsDim),
-    }
+    return allocateInputs(this.bundle, Math.max(n, 128))
   }
 
   // A few sets per thread cover the requests in flight; more would only hold memory (0.6 MB per 100 rows).

@@ -35,6 +35,19 @@ export type ScoreResponse =
       readonly json?: string; readonly rows?: Float64Array; readonly pi?: Float32Array; readonly mu?: Float32Array; readonly sigma?: Float32Array }
   | { readonly id: number; readonly ok: false; readonly inputs: InputSet; readonly error: string }
 
+/** One set of head inputs for up to `capacity` rows, all views of one buffer: one transfer per message. */
+export function allocateInputs(bundle: { readonly manifest: Manifest; readonly fieldsDim: number }, capacity: number): InputSet {
+  const sizes = [bundle.manifest.oov.image.dim, 1, bundle.manifest.oov.text.dim, 1, bundle.fieldsDim].map((d) => d * capacity)
+  const buffer = new ArrayBuffer(sizes.reduce((a, b) => a + b, 0) * Float32Array.BYTES_PER_ELEMENT)
+  let offset = 0
+  const [image, imageOov, text, textOov, fields] = sizes.map((len) => {
+    const view = new Float32Array(buffer, offset * Float32Array.BYTES_PER_ELEMENT, len)
+    offset += len
+    return view
+  }) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]
+  return { capacity, image, imageOov, text, textOov, fields }
+}
+
 export function inputBuffers(s: InputSet): ArrayBuffer[] {
-  return [s.image, s.imageOov, s.text, s.textOov, s.fields].map((a) => a.buffer as ArrayBuffer)
+  return [s.image.buffer as ArrayBuffer]
 }
