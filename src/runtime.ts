@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis'
 import { type Bundle, loadBundle } from './bundle/load-bundle.ts'
 import { embeddingKey } from './cache/keys.ts'
-import { memoizeKeys } from './cache/key-memo.ts'
 import { L1Cache } from './cache/l1.ts'
 import { L2Cache } from './cache/l2.ts'
 import { createRedisClient } from './cache/redis-client.ts'
@@ -91,7 +90,8 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
       concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,
     })
   }
-  const keyOf = memoizeKeys((modality, input) => embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input))
+  const keyOf = (modality: 'image' | 'text', input: string): string =>
+    embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input)
   const predict = new PredictService({
     bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, embedder, scorer, stats: mixtureStatsOf(m), fields: new FieldFeatures(bundle), metrics, keyOf, log,
     defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
