@@ -14,8 +14,12 @@ export class FieldFeatures {
   // Hashing dominates field cost on big requests; values repeat across requests. One map per field.
   private readonly rowCache = new Map<string, Map<string, number>>()
 
+  // The manifest's fields of each scope as arrays: iterated once per item, without a Map iterator.
+  private readonly inScope: { readonly context: readonly LoadedField[]; readonly item: readonly LoadedField[] }
+
   constructor(private readonly bundle: Bundle) {
     for (const f of bundle.fields) this.rowCache.set(f.spec.name, new Map())
+    this.inScope = { context: [...bundle.fieldsByScope.context.values()], item: [...bundle.fieldsByScope.item.values()] }
   }
 
   private hashRow(f: LoadedField, value: string): number {
@@ -81,7 +85,7 @@ export class FieldFeatures {
     const fields = this.bundle.fieldsByScope[scope]
     const cat: Record<string, unknown> = values?.categorical ?? NONE
     const num: Record<string, unknown> = values?.numeric ?? NONE
-    for (const f of fields.values()) {
+    for (const f of this.inScope[scope]) {
       const group = f.spec.type === 'numeric' ? num : cat
       this.put(out, base, f, Object.hasOwn(group, f.spec.name) ? group[f.spec.name] : undefined, path)
     }
