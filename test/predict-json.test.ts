@@ -39,12 +39,12 @@ for (const concurrency of [1, 3]) {
       for (const stage of ['total', 'lookup', 'compute', 'head', 'stats']) assert.equal(typeof http.timing_ms[stage], 'number', stage)
       // The object path on the same (now cached or still OOV) inputs; sources may move from oov to
       // l1 between the two calls as background embedding lands, so compare on a settled cache.
-      const direct = await app.runtime.predict.predict(body, Date.now())
+      const direct = await app.predict.predict(body, Date.now())
       const again = JSON.parse((await app.inject({ method: 'POST', url: '/predict', payload: body })).body) as PredictResult
       if (JSON.stringify(withoutTiming(again)) !== JSON.stringify(withoutTiming(direct))) {
         // Only a source change is allowed to explain a difference; then a third pair must agree.
         const a = JSON.parse((await app.inject({ method: 'POST', url: '/predict', payload: body })).body) as PredictResult
-        const b = await app.runtime.predict.predict(body, Date.now())
+        const b = await app.predict.predict(body, Date.now())
         assert.equal(JSON.stringify(withoutTiming(a)), JSON.stringify(withoutTiming(b)))
       }
       assert.equal(http.predictions.length, body.items.length)

@@ -10,18 +10,18 @@ declare module 'fastify' {
 }
 
 export default async function predictRoutes(app: FastifyInstance): Promise<void> {
-  const rt = app.runtime
+  const { config, bundle, predict } = app
   app.decorateRequest('receivedAt', 0)
   app.addHook('onRequest', async (request) => { request.receivedAt = Date.now() })
   app.post<{ Body: PredictBody }>('/predict', {
     schema: {
       summary: 'CTR distributions for a list of candidate items',
-      body: predictBodySchema({ maxItems: rt.config.MAX_ITEMS }),
-      response: { 200: predictResponseSchema(rt.bundle.manifest) },
+      body: predictBodySchema({ maxItems: config.MAX_ITEMS }),
+      response: { 200: predictResponseSchema(bundle.manifest) },
     },
   }, async (request, reply) => {
     // A string is sent as is: the JSON was written where the request was scored (predictions-json.ts).
-    const json = await rt.predict.predictJson(request.body, request.receivedAt)
+    const json = await predict.predictJson(request.body, request.receivedAt)
     return reply.type('application/json; charset=utf-8').send(json)
   })
 }
