@@ -1,4 +1,5 @@
 import type { Bundle, LoadedField } from '../bundle/load-bundle.ts'
+import type { CategoricalField } from '../bundle/manifest.ts'
 import { CtrError } from '../errors.ts'
 import { categoricalRow } from '../modalities/categorical.ts'
 import { numericRow } from '../modalities/numeric.ts'
@@ -22,11 +23,11 @@ export class FieldFeatures {
     this.inScope = { context: [...bundle.fieldsByScope.context.values()], item: [...bundle.fieldsByScope.item.values()] }
   }
 
-  private hashRow(f: LoadedField, value: string): number {
-    const cache = this.rowCache.get(f.spec.name) as Map<string, number>
+  private hashRow(spec: CategoricalField, value: string): number {
+    const cache = this.rowCache.get(spec.name) as Map<string, number>
     let row = cache.get(value)
     if (row === undefined) {
-      row = categoricalRow(f.spec, value)
+      row = categoricalRow(spec, value)
       if (cache.size >= ROW_CACHE_LIMIT) cache.clear()
       cache.set(value, row)
     }
@@ -40,23 +41,24 @@ export class FieldFeatures {
    */
   private put(out: Float32Array, base: number, f: LoadedField, value: unknown, path: string): void {
     if (value === undefined || value === null) { this.copyRow(out, base, f, 0); return }
-    if (f.spec.type === 'numeric') {
+    const spec = f.spec
+    if (spec.type === 'numeric') {
       if (typeof value !== 'number' || !Number.isFinite(value)) throw badField(path, f, '', 'must be a finite number')
-      this.copyRow(out, base, f, numericRow(f.spec, value))
+      this.copyRow(out, base, f, numericRow(spec, value))
       return
     }
-    if (typeof value === 'string') { this.copyRow(out, base, f, this.hashRow(f, value)); return }
+    if (typeof value === 'string') { this.copyRow(out, base, f, this.hashRow(spec, value)); return }
     if (Array.isArray(value)) {
-      if (!f.spec.multi) throw badField(path, f, '', 'takes one string, not an array')
+      if (!spec.multi) throw badField(path, f, '', 'takes one string, not an array')
       if (value.length === 0) { this.copyRow(out, base, f, 0); return }
       const rows = value.map((v: unknown, i) => {
         if (typeof v !== 'string') throw badField(path, f, `/${i}`, 'must be a string')
-        return this.hashRow(f, v)
+        return this.hashRow(spec, v)
       })
       this.meanRows(out, base, f, rows)
       return
     }
-    throw badField(path, f, '', f.spec.multi ? 'must be a string or an array of strings' : 'must be a string')
+    throw badField(path, f, '', spec.multi ? 'must be a string or an array of strings' : 'must be a string')
   }
 
   private copyRow(out: Float32Array, base: number, f: LoadedField, row: number): void {

@@ -9,6 +9,7 @@ import { distributionAt } from '../mdn/distribution.ts'
 import type { Scorer } from '../scoring/scorer.ts'
 import { CtrError } from '../errors.ts'
 import { settleWithin } from '../util/settle-within.ts'
+import { ITEM_KEYS } from './predict-schema.ts'
 import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
 import type { MissPolicy, PredictBody, Prediction, Source } from './types.ts'
 
@@ -44,7 +45,6 @@ interface Prepared {
   readonly text: ResolvedModality
 }
 
-const KNOWN_ITEM_KEYS = new Set(['id', 'image_url', 'title', 'categorical', 'numeric'])
 // Head + statistics for a few hundred items take a few ms; keep that much of the budget for them.
 const HEAD_RESERVE_MS = 15
 
@@ -178,7 +178,7 @@ export class PredictService {
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
-      for (const k in it) if (!KNOWN_ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
+      for (const k in it) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
 
