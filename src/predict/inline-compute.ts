@@ -1,6 +1,6 @@
 // The `budget` policy's inline work, bounded by the server and not by the caller: at most
-// `maxItems` misses per request, at most `permits.limit` in the whole process, only misses whose
-// conservative cost fits the time left, cheapest first. Work still running at the deadline is
+// `maxItems` misses per modality per request, at most `permits.limit` in the whole process, only
+// misses whose conservative cost fits the time left, cheapest first (titles before images). Work still running at the deadline is
 // abandoned by the request (OOV) and ends on its own: the fetch is aborted at the deadline and the
 // encoder skips inputs whose deadline has passed (encoder-worker.ts); its permits are held until then.
 import type { EmbeddingService, Modality } from '../embedding/embedding-service.ts'
@@ -52,12 +52,13 @@ export class InlineCompute {
     if (all.length === 0) return reasons
     const fitting = all.filter((c) => c.costMs <= left).sort((a, b) => a.costMs - b.costMs)
     if (fitting.length < all.length) reasons.add('inline-no-time')
-    if (fitting.length > this.d.maxItems) reasons.add('inline-item-cap')
-    const wanted = Math.min(fitting.length, this.d.maxItems)
-    const granted = this.d.permits.tryTake(wanted)
-    if (granted < wanted) reasons.add('inline-busy')
+    // The cap is per modality: an item's title does not take its image's place.
+    const capped = (['text', 'image'] as const).flatMap((m) => fitting.filter((c) => c.modality === m).slice(0, this.d.maxItems))
+    if (capped.length < fitting.length) reasons.add('inline-item-cap')
+    const granted = this.d.permits.tryTake(capped.length)
+    if (granted < capped.length) reasons.add('inline-busy')
     if (granted === 0) return reasons
-    const chosen = fitting.slice(0, granted)
+    const chosen = capped.slice(0, granted)
     const vectors = new Map<string, Float32Array>()
     const abandoned = await Promise.all((['image', 'text'] as const).map((modality) => this.computeOne(modality, chosen.filter((c) => c.modality === modality), until, vectors)))
     if (abandoned.some(Boolean)) reasons.add('inline-abandoned')
