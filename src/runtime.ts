@@ -14,6 +14,8 @@ import { FieldFeatures } from './fusion/field-features.ts'
 import { Head } from './fusion/head.ts'
 import { type Metrics, createMetrics } from './metrics.ts'
 import { PredictService } from './predict/predict-service.ts'
+import { InlineCompute } from './predict/inline-compute.ts'
+import { InlinePermits } from './predict/inline-permits.ts'
 import { createQueue } from './embedding/create-queue.ts'
 import type { EmbedQueue } from './queue/types.ts'
 
@@ -90,8 +92,9 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const keyOf = (modality: 'image' | 'text', input: string): string =>
     embeddingKey(config.REDIS_PREFIX, modality, versions[modality], input)
   const predict = new PredictService({
-    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, embedder, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
-    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
+    bundle, store, queue: opts.enqueueMisses === false ? { enqueue: async () => 0 } : queue, head, fields: new FieldFeatures(bundle), metrics, keyOf, log,
+    inline: new InlineCompute({ embedder, permits: new InlinePermits(config.INLINE_CONCURRENCY), maxItems: config.INLINE_MAX_ITEMS }),
+    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY, maxBudgetMs: config.MAX_BUDGET_MS },
   })
 
   const snapshot = async (): Promise<void> => {

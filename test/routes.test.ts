@@ -23,7 +23,7 @@ test('budget policy computes misses on the request path when the budget allows, 
   }
   // A budget too small for an encoder call falls back to OOV at once.
   const fresh = sampleItems(origin.baseUrl, 8).slice(6)
-  const tight = (await app.inject({ method: 'POST', url: '/predict', payload: { items: fresh, options: { miss_policy: 'budget', budget_ms: 5 } } })).json<PredictResult>()
+  const tight = (await app.inject({ method: 'POST', url: '/predict', payload: { items: fresh, options: { miss_policy: 'budget', budget_ms: 10 } } })).json<PredictResult>()
   for (const p of tight.predictions) assert.equal(p.sources.image, 'oov')
 })
 
