@@ -58,7 +58,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     degraded: new Counter({
       name: 'ctrserve_degraded_responses_total',
-      help: 'Requests answered with less than was possible, by reason (one count per reason per request): inline-item-cap, inline-busy, inline-no-time, inline-abandoned, lookup-skipped, enqueue-skipped',
+      help: 'Requests answered with less than was possible, by reason (one count per reason per request): inline-item-cap, inline-busy, inline-no-time, inline-abandoned, lookup-skipped',
       labelNames: ['reason'], registers,
     }),
   }

@@ -8,7 +8,7 @@ import { settleWithin } from '../util/settle-within.ts'
 import type { ModalityInputs, ResolvedModality } from './embedding-lookup.ts'
 import type { InlinePermits } from './inline-permits.ts'
 
-export type DegradeReason = 'inline-item-cap' | 'inline-busy' | 'inline-no-time' | 'inline-abandoned' | 'lookup-skipped' | 'enqueue-skipped'
+export type DegradeReason = 'inline-item-cap' | 'inline-busy' | 'inline-no-time' | 'inline-abandoned' | 'lookup-skipped'
 
 export interface InlineComputeDeps {
   readonly embedder: Pick<EmbeddingService, 'compute' | 'estimateMs'>
