@@ -59,8 +59,8 @@ test('budget policy: a 1000-URL request on 1000 hosts starts at most INLINE_MAX_
   assert.ok(started >= 4, `the 4 inline fetches were started (${started})`)
   assert.ok(started <= 4 + 1, `at most 4 inline + 1 background fetch by the time of the answer, not ${started}`)
   assert.ok((rss1 - rss0) / 2 ** 20 < RSS_BOUND_MIB, `RSS grew by ${((rss1 - rss0) / 2 ** 20).toFixed(1)} MiB`)
-  assert.equal(await counter(app.runtime.metrics, 'degraded', 'inline-item-cap'), 1)
-  assert.equal(await counter(app.runtime.metrics, 'degraded', 'inline-abandoned'), 1)
+  assert.equal(await counter(app.metrics, 'degraded', 'inline-item-cap'), 1)
+  assert.equal(await counter(app.metrics, 'degraded', 'inline-abandoned'), 1)
   // The inline fetches were abandoned at the deadline: only background ones stay open.
   await waitFor(async () => (origin.open() <= 1 ? true : undefined), 10_000)
 })
@@ -76,7 +76,7 @@ test('budget policy: INLINE_CONCURRENCY bounds inline work across concurrent req
   // Fetches never finish here, so none is started twice: 4 + 2 + 0 inline, and at most one background.
   const started = origin.started()
   assert.ok(started >= 6 && started <= 6 + 1, `${started} fetches started for 12 misses (limit 6 inline + 1 background)`)
-  assert.ok(await counter(app.runtime.metrics, 'degraded', 'inline-busy') >= 1)
+  assert.ok(await counter(app.metrics, 'degraded', 'inline-busy') >= 1)
 })
 
 test('budget_ms above MAX_BUDGET_MS is a 400 naming the field and the maximum; below 10 ms too', async (t) => {
@@ -95,7 +95,7 @@ test('budget_ms above MAX_BUDGET_MS is a 400 naming the field and the maximum; b
 
 test('a request whose budget is spent before scoring is refused with 503 and no work; BUDGET_MS above MAX_BUDGET_MS stops start-up', async (t) => {
   const app = await build(t)
-  const rt = app.runtime
+  const rt = app
   await assert.rejects(rt.predict.predict({ items: [{ id: 'a', title: 'never computed' }], options: { budget_ms: 200, miss_policy: 'budget' } }, Date.now() - 250),
     (err: unknown) => err instanceof CtrError && err.statusCode === 503 && err.code === 'CTR_ERR_BUDGET_SPENT')
   assert.equal(await rt.queue.depth(), 0, 'nothing queued for a refused request')

@@ -12,7 +12,7 @@ test('a sink that rejects fails the callers, leaves nothing in flight and no unh
   const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
   process.on('unhandledRejection', onUnhandled)
   t.after(() => process.off('unhandledRejection', onUnhandled))
-  const rt = server.runtime
+  const rt = { imagePool: server.encoders.image, textPool: server.encoders.text }
   const sink = { store: async (): Promise<never> => { throw new Error('redis write failed') } }
   const embedder = new EmbeddingService({ imagePool: rt.imagePool, textPool: rt.textPool, sink, metrics: createMetrics() })
   const reqs = [{ key: 'k1', input: 'red shoes for running' }, { key: 'k2', input: 'a blue car' }]

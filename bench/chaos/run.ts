@@ -19,6 +19,7 @@ import { freePort, startRedis } from '../../support/redis.ts'
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
 import { startServerProcess, startSlowOrigin, type ServerProcess } from '../../support/server-process.ts'
 import { num, parseArgs } from '../lib/args.ts'
+import { timeUntil } from '../lib/wait.ts'
 import { crashEncoderWorker } from './kill-worker.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from './load.ts'
 
@@ -142,16 +143,6 @@ function failureReasons(chunks: readonly string[]): Record<string, number> {
     }
   }
   return out
-}
-
-/** Polls until `cond` or `timeoutMs`; resolves with ms waited or undefined. */
-async function timeUntil(cond: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number | undefined> {
-  const t0 = performance.now()
-  while (performance.now() - t0 < timeoutMs) {
-    if (await cond()) return Math.round(performance.now() - t0)
-    await sleep(everyMs)
-  }
-  return undefined
 }
 
 async function finish(): Promise<{ code: number | null; signal: string | null }> {
