@@ -167,7 +167,8 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     throughput: Math.round((ok / elapsed) * 10) / 10,
     latency: summarize(latencies), serviceTime: summarize(service),
     sampledResponses: sampler.n, sources: sampler.sources, serverTiming: sampler.meanTiming(), maxInFlight,
-    lateOrFailed: lateOrFailed(latencies, errors, sent, o.lateAfterMs ?? 200),
+    // Failed = sent without a 2xx: `errors` can count a request twice (timed out in the drain, then aborted).
+    lateOrFailed: lateOrFailed(latencies, sent - ok, sent, o.lateAfterMs ?? 200),
   }
 }
 
