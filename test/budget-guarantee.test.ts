@@ -6,6 +6,7 @@ import { build, waitFor } from '../support/app.ts'
 import { CostModel } from '../src/embedding/cost-model.ts'
 import { CtrError } from '../src/errors.ts'
 import type { Metrics } from '../src/metrics.ts'
+import { HeadReserve } from '../src/predict/head-reserve.ts'
 import { InlinePermits } from '../src/predict/inline-permits.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 
@@ -130,4 +131,15 @@ test('inline permits: never more than the limit, never negative', () => {
   assert.equal(p.inUse, 0)
   p.give(3)
   assert.equal(p.tryTake(10), 6)
+})
+
+test('head reserve: a fixed part plus a per-item tail learnt from recent requests', () => {
+  const r = new HeadReserve()
+  assert.ok(Math.abs(r.reserveMs(100) - (3 + 100 * 0.15)) < 1e-9, 'initial: 3 ms + 0.15 ms per item')
+  for (let i = 0; i < 98; i++) r.observe(100, 3 + 100 * 0.02) // 0.02 ms per item above the fixed part
+  r.observe(100, 3 + 100 * 0.1) // two slow requests in 100: the nearest-rank p99
+  r.observe(100, 3 + 100 * 0.1)
+  assert.ok(Math.abs(r.reserveMs(200) - (3 + 200 * 0.1 * 1.5)) < 1e-9, 'p99 of the window × 1.5, scaled by the items')
+  r.observe(1, 2) // below the fixed part: counts as 0 per item, not negative
+  assert.ok(r.reserveMs(10) > 3)
 })
