@@ -6,6 +6,7 @@ import type { Head, HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
 import { ctrDistribution } from '../mdn/distribution.ts'
 import { CtrError } from '../errors.ts'
+import { ITEM_KEYS } from './predict-schema.ts'
 import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
 import { HeadReserve } from './head-reserve.ts'
 import type { DegradeReason, InlineCompute } from './inline-compute.ts'
@@ -35,7 +36,6 @@ export interface PredictResult {
   timing_ms: Record<string, number>
 }
 
-const KNOWN_ITEM_KEYS = new Set(['id', 'image_url', 'title', 'categorical', 'numeric'])
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000
@@ -148,7 +148,7 @@ export class PredictService {
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
-      for (const k of Object.keys(it)) if (!KNOWN_ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
+      for (const k of Object.keys(it)) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
 
