@@ -13,6 +13,8 @@ export interface Metrics {
   readonly fetchFailures: Counter<'reason'>
   readonly queueAdmission: Counter<'result'>
   readonly fieldRowCache: Gauge<'stat'>
+  readonly lateResponses: Counter
+  readonly degraded: Counter<'reason'>
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
@@ -60,6 +62,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     fetchFailures: new Counter({
       name: 'ctrserve_image_fetch_failures_total', help: 'Image fetches that ended without an image, by reason',
+      labelNames: ['reason'], registers,
+    }),
+    lateResponses: new Counter({
+      name: 'ctrserve_late_responses_total', help: '/predict answers given after their budget_ms (counted from arrival)', registers,
+    }),
+    degraded: new Counter({
+      name: 'ctrserve_degraded_responses_total',
+      help: 'Requests answered with less than was possible, by reason (one count per reason per request): inline-item-cap, inline-busy, inline-no-time, inline-abandoned, lookup-skipped',
       labelNames: ['reason'], registers,
     }),
   }

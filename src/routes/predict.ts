@@ -21,5 +21,9 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
       body: predictBodySchema({ maxItems: config.MAX_ITEMS }, bundle.manifest),
       response: { 200: predictResponseSchema(bundle.manifest), ...bodyErrors, ...overloaded, ...internalError },
     },
-  }, async (request) => clientScope.run(request.ip, () => predict.predict(request.body, request.receivedAt)))
+  }, async (request, reply) => {
+    // A string is sent as is: the JSON was written where the request was scored (predictions-json.ts).
+    const json = await clientScope.run(request.ip, () => predict.predictJson(request.body, request.receivedAt))
+    return reply.type('application/json; charset=utf-8').send(json)
+  })
 }
