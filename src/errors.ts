@@ -19,7 +19,6 @@ export const ERRORS = {
   NOT_FOUND: { code: 'CTR_ERR_NOT_FOUND', status: 404, message: 'url: %s' },
   METHOD_NOT_ALLOWED: { code: 'CTR_ERR_METHOD_NOT_ALLOWED', status: 405, message: 'method: %s is not allowed on %s (allowed: %s)' },
   OVERLOADED: { code: 'CTR_ERR_OVERLOADED', status: 503, message: 'server is overloaded, retry later' },
-  NOT_READY: { code: 'CTR_ERR_NOT_READY', status: 503, message: 'not ready: %s' },
   BUDGET_SPENT: { code: 'CTR_ERR_BUDGET_SPENT', status: 503, message: 'budget_ms %s: spent before the request could be scored (%s ms left); retry later' },
   BAD_CONFIG: { code: 'CTR_ERR_BAD_CONFIG', status: 500, message: 'configuration %s: %s' },
   BAD_BUNDLE: { code: 'CTR_ERR_BAD_BUNDLE', status: 500, message: 'model bundle %s: %s' },
