@@ -30,7 +30,7 @@ test('shutdown deadline: snapshot with unfinished jobs, exit while a long reques
   t.after(() => origin.close())
   const env = {
     IMAGE_ALLOWED_HOSTS: '127.0.0.1', IMAGE_FETCH_TIMEOUT_MS: '60000', L1_SNAPSHOT_PATH: snapshotPath,
-    L1_SNAPSHOT_INTERVAL_S: '0', SHUTDOWN_TIMEOUT_MS: '4000', MAX_EVENT_LOOP_DELAY_MS: '0',
+    L1_SNAPSHOT_INTERVAL_S: '0', SHUTDOWN_TIMEOUT_MS: '4000', MAX_EVENT_LOOP_DELAY_MS: '0', MAX_BUDGET_MS: '60000',
   }
   const first = await startServerProcess(env)
   t.after(() => first.kill('SIGKILL'))

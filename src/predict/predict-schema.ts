@@ -6,6 +6,8 @@ import type { FieldSpec, Manifest } from '../bundle/manifest.ts'
 
 export interface SchemaLimits {
   readonly maxItems: number
+  /** MAX_BUDGET_MS: the document must not promise budgets the server refuses (60 s when absent). */
+  readonly maxBudgetMs?: number
 }
 
 const MAX_STRING = 256
@@ -69,7 +71,7 @@ export function predictBodySchema(limits: SchemaLimits, manifest: Pick<Manifest,
         type: 'object',
         additionalProperties: false,
         properties: {
-          budget_ms: { type: 'number', minimum: 10, maximum: 60_000 },
+          budget_ms: { type: 'number', minimum: 10, maximum: limits.maxBudgetMs ?? 60_000 },
           miss_policy: { type: 'string', enum: ['oov', 'budget'] },
         },
       },

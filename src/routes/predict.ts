@@ -18,7 +18,7 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
   app.post<{ Body: PredictBody }>('/predict', {
     schema: {
       summary: 'CTR distributions for a list of candidate items',
-      body: predictBodySchema({ maxItems: config.MAX_ITEMS }, bundle.manifest),
+      body: predictBodySchema({ maxItems: config.MAX_ITEMS, maxBudgetMs: config.MAX_BUDGET_MS }, bundle.manifest),
       response: { 200: predictResponseSchema(bundle.manifest), ...bodyErrors, ...overloaded, ...internalError },
     },
   }, async (request, reply) => {
