@@ -27,6 +27,7 @@ import { type ClusterNode, startRedisCluster } from '../../support/redis-cluster
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
 import { startSlowOrigin } from '../../support/server-process.ts'
 import { num, parseArgs } from '../lib/args.ts'
+import { timeUntil } from '../lib/wait.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from '../chaos/load.ts'
 import { type JobCounts, Fleet, type Instance, emptyCounts } from './fleet.ts'
 import { countForeign, ownerPort } from './cluster-keys.ts'
@@ -98,15 +99,6 @@ const url = (): string => (target ?? fleet.pick()).proc.url
 async function presentCount(keys: readonly string[]): Promise<number> {
   const replies = await Promise.all(keys.map((k) => admin.exists(k).catch(() => 0)))
   return replies.reduce((a, b) => a + b, 0)
-}
-
-async function timeUntil(cond: () => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<number | undefined> {
-  const t0 = performance.now()
-  while (performance.now() - t0 < timeoutMs) {
-    if (await cond()) return Math.round(performance.now() - t0)
-    await sleep(everyMs)
-  }
-  return undefined
 }
 
 /** Probe titles whose vectors are only in L2 (never requested before), on `node`'s slots. */
