@@ -1,4 +1,5 @@
 import fp from 'fastify-plugin'
+import { CtrError } from '../errors.ts'
 import { FieldFeatures } from '../fusion/field-features.ts'
 import { PredictService } from '../predict/predict-service.ts'
 
@@ -23,7 +24,7 @@ export default fp<PredictPluginOptions>(async (app, opts) => {
   const { config, bundle, store, embedder, fusionHead: head, metrics, keyOf, log } = app
   const misses = opts.misses ?? 'queue'
   if (misses === 'queue' && !app.hasDecorator('queue')) {
-    throw new Error("the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }")
+    throw new CtrError('INTERNAL', ["the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }"])
   }
   app.decorate('predict', new PredictService({
     bundle, store, embedder, head, metrics, keyOf, log,
