@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import envSchema from 'env-schema'
 import { parseClusterSeeds } from './cache/cluster-seeds.ts'
 import { CtrError } from './errors.ts'
@@ -32,6 +33,7 @@ const schema = {
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
+    WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
     MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 200 },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
   },
@@ -63,6 +65,7 @@ export interface Config {
   QUEUE_CAPACITY: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
+  WEB_CONCURRENCY: number
   MAX_EVENT_LOOP_DELAY_MS: number
   LOG_LEVEL: string
 }

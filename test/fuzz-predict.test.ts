@@ -13,7 +13,7 @@ import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fc from 'fast-check'
 import { loadConfig } from '../src/config.ts'
-import { configPlugin, headPlugin, predictPlugin, registerEmbedding } from '../src/plugins/index.ts'
+import { configPlugin, predictPlugin, registerEmbedding, registerScoring } from '../src/plugins/index.ts'
 import healthRoutes from '../src/routes/health.ts'
 import predictRoutes from '../src/routes/predict.ts'
 import { installErrorHandler } from '../src/routes/error-handler.ts'
@@ -31,7 +31,7 @@ async function buildFuzzApp(t: { after(fn: () => Promise<unknown>): void }): Pro
   installErrorHandler(server)
   await server.register(configPlugin, { config })
   await registerEmbedding(server)
-  await server.register(headPlugin)
+  await registerScoring(server)
   await server.register(predictPlugin, { misses: 'nowhere' })
   await server.register(healthRoutes)
   await server.register(predictRoutes)

@@ -326,7 +326,7 @@ def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--data", type=Path, default=None,
-                    help="training rows (JSONL); without it, the synthetic world's rows (training.synth)")
+                    help="training rows (JSONL, or .parquet); without it, the synthetic world's rows (training.synth)")
     ap.add_argument("--fields", type=Path, default=None,
                     help="field spec (training.fields writes a starting one); default: the one beside the synthetic rows, "
                          "else inferred from --data")

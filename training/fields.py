@@ -154,7 +154,7 @@ def main(argv=None) -> int:
     from .rows import read_log
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="training rows (JSONL)")
+    ap.add_argument("--data", type=Path, required=True, help="training rows (JSONL, or .parquet)")
     ap.add_argument("--out", type=Path, required=True, help="where to write fields.json")
     ap.add_argument("--max-invalid", type=float, default=0.01,
                     help="stop when more than this share (<1) or number (>=1) of rows are invalid")

@@ -1,4 +1,5 @@
-"""Training rows: the `ctrserve score` row shape plus labels.
+"""Training rows: the `ctrserve score` row shape plus labels, as JSONL or Parquet (`.parquet`,
+struct columns `context` and `item`; null values count as absent).
 
     {"context": {...}, "item": {"id", "image_url"?, "title"?, "categorical"?, "numeric"?},
      "impressions": 120, "clicks": 3}          # or "clicked": 0 | 1 (one impression)
@@ -135,6 +136,40 @@ def _too_many(bad: int, total: int, max_invalid: float) -> bool:
     return bad > (max_invalid * total if max_invalid < 1 else max_invalid)
 
 
+class InvalidRow(str):
+    """A row that is not even a record (not JSON): its reason."""
+
+
+def _drop_nulls(v):
+    """Parquet gives every struct member of the schema, null where a row has none: absent."""
+    if isinstance(v, dict):
+        return {k: _drop_nulls(x) for k, x in v.items() if x is not None}
+    return v
+
+
+def _records(path: Path):
+    """(line or row number, parsed row or the reason it is not one)."""
+    if Path(path).suffix.lower() == ".parquet":
+        try:
+            import pyarrow.parquet as pq
+        except ImportError as e:
+            raise InvalidLog(f"{path}: reading Parquet needs pyarrow (pip install -r training/requirements.txt)") from e
+        n = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            for r in batch.to_pylist():
+                n += 1
+                yield n, _drop_nulls(r)
+        return
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                yield lineno, InvalidRow(f"not JSON ({e.msg} at column {e.colno})")
+
+
 def read_log(path: Path, max_invalid: float = 0.0, report=sys.stderr, show: int = 50) -> Log:
     """Read and check every row. Raises InvalidLog when more rows are invalid than allowed
     (`max_invalid`: a share of the rows when < 1, else a count)."""
@@ -142,34 +177,28 @@ def read_log(path: Path, max_invalid: float = 0.0, report=sys.stderr, show: int 
     by_id: dict[str, int] = {}
     ts, oracle = [], []
     item, ctx, n_, c_ = [], [], [], []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            log.lines += 1
-            try:
-                r = check_row(json.loads(line))
-            except json.JSONDecodeError as e:
-                r = f"not JSON ({e.msg} at column {e.colno})"
-            if isinstance(r, str):
-                log.invalid.append((lineno, r))
-                if len(log.invalid) <= show:
-                    print(f"{path}:{lineno}: {r}", file=report)
-                continue
-            iid = r["item"]["id"]
-            k = by_id.get(iid)
-            if k is None:
-                k = by_id[iid] = len(log.items)
-                log.items.append(r["item"])
-            elif log.items[k] != r["item"]:
-                log.item_conflicts += 1
-            item.append(k)
-            ctx.append(r["context"])
-            n_.append(r["n"])
-            c_.append(r["c"])
-            ts.append(r.get("t", math.nan))
-            if "oracle" in r:
-                oracle.append((r["oracle"]["m"], r["oracle"]["s"], r["oracle"]["z"]))
+    for lineno, value in _records(path):
+        log.lines += 1
+        r = value if isinstance(value, InvalidRow) else check_row(value)
+        if isinstance(r, str):
+            log.invalid.append((lineno, r))
+            if len(log.invalid) <= show:
+                print(f"{path}:{lineno}: {r}", file=report)
+            continue
+        iid = r["item"]["id"]
+        k = by_id.get(iid)
+        if k is None:
+            k = by_id[iid] = len(log.items)
+            log.items.append(r["item"])
+        elif log.items[k] != r["item"]:
+            log.item_conflicts += 1
+        item.append(k)
+        ctx.append(r["context"])
+        n_.append(r["n"])
+        c_.append(r["c"])
+        ts.append(r.get("t", math.nan))
+        if "oracle" in r:
+            oracle.append((r["oracle"]["m"], r["oracle"]["s"], r["oracle"]["z"]))
     bad = len(log.invalid)
     if bad > show:
         print(f"{path}: ... and {bad - show} more invalid rows", file=report)

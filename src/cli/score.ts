@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { loadConfig, usesRedis, type Config } from '../config.ts'
-import { predictPlugin, queuePlugin, registerEmbedding, headPlugin } from '../plugins/index.ts'
+import { predictPlugin, queuePlugin, registerEmbedding, registerScoring } from '../plugins/index.ts'
 import { LineSink } from '../batch/line-sink.ts'
 import { countRows, readRows } from '../batch/row-reader.ts'
 import { RowValidator } from '../batch/rows.ts'
@@ -169,7 +169,7 @@ async function runSingle(v: Values, o: Opts): Promise<number> {
   if (enqueueMisses && !usesRedis(config) && !child) process.stderr.write('warn: --enqueue-misses without Redis has no effect (no one consumes the in-process queue)\n')
   const rt = await offlineApp(config, stderrLogger(v.verbose === true))
   await registerEmbedding(rt)
-  await rt.register(headPlugin)
+  await registerScoring(rt)
   // Misses go to the shared queue only when asked and shared; nothing here consumes it.
   const shareMisses = enqueueMisses && usesRedis(config)
   if (shareMisses) await rt.register(queuePlugin)

@@ -2,9 +2,11 @@ import type { Bundle } from '../bundle/load-bundle.ts'
 import type { EmbedJob } from '../queue/types.ts'
 import type { EmbeddingService, Modality } from '../embedding/embedding-service.ts'
 import type { FieldFeatures } from '../fusion/field-features.ts'
-import type { Head, HeadInputs } from '../fusion/head.ts'
+import type { HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
-import { ctrDistribution } from '../mdn/distribution.ts'
+import type { MixtureStats } from '../mdn/batch-stats.ts'
+import { distributionAt } from '../mdn/distribution.ts'
+import type { Scorer } from '../scoring/scorer.ts'
 import { CtrError } from '../errors.ts'
 import { settleWithin } from '../util/settle-within.ts'
 import { ITEM_KEYS } from './predict-schema.ts'
@@ -18,7 +20,9 @@ export interface PredictDeps {
   readonly store: EmbeddingLookup
   readonly queue: { enqueue(jobs: EmbedJob[]): Promise<number> }
   readonly embedder: Pick<EmbeddingService, 'compute' | 'costMs'>
-  readonly head: Pick<Head, 'runWith'>
+  /** Head + statistics (+ JSON): on this thread or in scorer threads (WEB_CONCURRENCY). */
+  readonly scorer: Scorer
+  readonly stats: MixtureStats
   readonly fields: FieldFeatures
   readonly metrics: Pick<Metrics, 'requestStage' | 'sources'>
   readonly keyOf: KeyFn
@@ -33,6 +37,14 @@ export interface PredictResult {
   timing_ms: Record<string, number>
 }
 
+/** What a scoring step returns besides its value: its own split of the time. */
+interface Finished<T> { readonly value: T; readonly headMs: number; readonly statsMs: number }
+
+interface Prepared {
+  readonly image: ResolvedModality
+  readonly text: ResolvedModality
+}
+
 // Head + statistics for a few hundred items take a few ms; keep that much of the budget for them.
 const HEAD_RESERVE_MS = 15
 
@@ -45,6 +57,32 @@ export class PredictService {
   constructor(private readonly d: PredictDeps) {}
 
   async predict(body: PredictBody, startedAt: number): Promise<PredictResult> {
+    const r = await this.run(body, startedAt, async (n, fill, p) => {
+      const s = await this.d.scorer.score(n, fill)
+      const t = performance.now()
+      const predictions: Prediction[] = body.items.map((it, i) => ({
+        id: it.id,
+        ctr: distributionAt(this.d.stats, s.rows, s.pi, s.mu, s.sigma, i),
+        sources: { image: p.image.sources[i] as Source, text: p.text.sources[i] as Source },
+      }))
+      return { value: predictions, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t }
+    })
+    return { model: r.model, predictions: r.value, warnings: r.warnings, timing_ms: r.timing_ms }
+  }
+
+  /** The whole response as JSON, serialised where it was scored (the /predict route's hot path). */
+  async predictJson(body: PredictBody, startedAt: number): Promise<string> {
+    const r = await this.run(body, startedAt, async (n, fill, p) => {
+      const s = await this.d.scorer.scoreJson(n, fill, { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources })
+      return { value: s.json, headMs: s.headMs, statsMs: s.statsMs }
+    })
+    return `{"model":${JSON.stringify(r.model)},"predictions":${r.value},"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
+  }
+
+  private async run<T>(
+    body: PredictBody, startedAt: number,
+    finish: (n: number, fill: (x: HeadInputs) => void, p: Prepared) => Promise<Finished<T>>,
+  ): Promise<Omit<PredictResult, 'predictions'> & { value: T }> {
     const t0 = performance.now()
     const budget = body.options?.budget_ms ?? this.d.defaults.budgetMs
     if (!Number.isFinite(budget)) throw new CtrError('BAD_FIELD', ['body/options/budget_ms', 'must be a finite number'])
@@ -71,23 +109,18 @@ export class PredictService {
     const t2 = performance.now()
     const [image, text] = resolved as [ResolvedModality, ResolvedModality]
     // Fields are checked while the head's inputs are filled: a 400 there queues no jobs.
-    const out = await this.d.head.runWith(items.length, (x) => this.assemble(x, body, image, text, warnings))
+    const done = await finish(items.length, (x) => this.assemble(x, body, image, text, warnings), { image, text })
     mods.forEach((m, i) => this.enqueueMisses(m, resolved[i] as ResolvedModality))
-    const t3 = performance.now()
-    const predictions: Prediction[] = items.map((it, i) => ({
-      id: it.id,
-      ctr: ctrDistribution(this.d.bundle.manifest, out.pi, out.mu, out.sigma, i),
-      sources: { image: image.sources[i] as Source, text: text.sources[i] as Source },
-    }))
     const t4 = performance.now()
     this.countSources(image.sources, 'image')
     this.countSources(text.sources, 'text')
-    const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t3 - t2, stats: t4 - t3 }
+    // head = assembly + the head's run (+ waiting for a scorer thread); stats = statistics + JSON.
+    const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t4 - t2 - done.statsMs, stats: done.statsMs }
     for (const [stage, ms] of Object.entries(timing)) this.d.metrics.requestStage.observe({ stage }, ms / 1000)
     const m = this.d.bundle.manifest
     return {
       model: { name: m.name, version: m.version },
-      predictions,
+      value: done.value,
       warnings: [...warnings],
       timing_ms: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, round3(v)])),
     }
@@ -145,7 +178,7 @@ export class PredictService {
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
-      for (const k of Object.keys(it)) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
+      for (const k in it) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
 

@@ -75,3 +75,18 @@ def test_field_spec_errors_name_the_field():
         field_from_json({"name": "x", "scope": "item", "type": "categorical", "dim": 4}, "fields[1]")
     with pytest.raises(ValueError, match=r"fields\[2\]\.multi: numeric fields take one number"):
         field_from_json({"name": "x", "scope": "item", "type": "numeric", "dim": 4, "bins": 3, "multi": True}, "fields[2]")
+
+
+def test_parquet_rows_read_like_jsonl(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    rows = [GOOD, {**GOOD, "item": {"id": "sku2", "categorical": {"brand": "b2"}}, "clicks": 50},
+            {"context": {}, "item": {"id": "sku3", "numeric": {"price": 1.5}}, "clicked": 1}]
+    pq.write_table(pa.Table.from_struct_array(pa.array(rows)), tmp_path / "rows.parquet")  # schema from every row
+    out = io.StringIO()
+    log = read_log(tmp_path / "rows.parquet", max_invalid=1, report=out)
+    assert log.invalid == [(2, "clicks (50) > impressions (40)")]
+    assert [it["id"] for it in log.items] == ["sku1", "sku3"]
+    assert log.items[0]["categorical"] == GOOD["item"]["categorical"] and "title" not in log.items[1]
+    assert list(log.impressions) == [40, 1] and list(log.clicks) == [2, 1]
