@@ -20,6 +20,9 @@ const schema = {
     L1_SNAPSHOT_INTERVAL_S: { type: 'integer', minimum: 0, default: 300 },
     MISS_POLICY: { type: 'string', enum: ['oov', 'budget'], default: 'oov' },
     BUDGET_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 200 },
+    MAX_BUDGET_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 10_000 },
+    INLINE_MAX_ITEMS: { type: 'integer', minimum: 0, maximum: 10_000, default: 4 },
+    INLINE_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 16 },
     MAX_ITEMS: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
     IMAGE_FETCH_TIMEOUT_MS: { type: 'integer', minimum: 50, maximum: 60_000, default: 3000 },
     IMAGE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 100 * 1024 * 1024, default: 8 * 1024 * 1024 },
@@ -31,6 +34,8 @@ const schema = {
     EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19 },
     EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
+    QUEUE_MAX_AGE_S: { type: 'integer', minimum: 0, default: 3600 },
+    QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
@@ -52,6 +57,9 @@ export interface Config {
   L1_SNAPSHOT_INTERVAL_S: number
   MISS_POLICY: 'oov' | 'budget'
   BUDGET_MS: number
+  MAX_BUDGET_MS: number
+  INLINE_MAX_ITEMS: number
+  INLINE_CONCURRENCY: number
   MAX_ITEMS: number
   IMAGE_FETCH_TIMEOUT_MS: number
   IMAGE_MAX_BYTES: number
@@ -63,6 +71,8 @@ export interface Config {
   EMBED_NICE: number
   EMBED_CONCURRENCY: number
   QUEUE_CAPACITY: number
+  QUEUE_MAX_AGE_S: number
+  QUEUE_PRIORITY_HALF_LIFE_S: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   WEB_CONCURRENCY: number
@@ -82,6 +92,9 @@ export function loadConfig(overrides: Partial<Record<keyof Config, string | numb
     config = envSchema<Config>({ schema, data, dotenv: false, env: false })
   } catch (err) {
     throw new CtrError('BAD_CONFIG', ['environment', err instanceof Error ? err.message : String(err)])
+  }
+  if (config.BUDGET_MS > config.MAX_BUDGET_MS) {
+    throw new CtrError('BAD_CONFIG', ['BUDGET_MS', `${config.BUDGET_MS} exceeds MAX_BUDGET_MS (${config.MAX_BUDGET_MS})`])
   }
   checkRedisEngine(config)
   return config

@@ -116,6 +116,8 @@ function configFor(v: Values): Config {
   if (v['model-dir']) o.MODEL_DIR = v['model-dir']
   if (v.redis) o.REDIS_URL = v.redis
   if (v['ort-threads']) o.HEAD_INTRA_OP_THREADS = v['ort-threads']
+  // Offline `compute` scores whole batches inline: the serving bounds on inline work do not apply.
+  if (v.policy === 'compute') Object.assign(o, { INLINE_MAX_ITEMS: 10_000, INLINE_CONCURRENCY: 10_000, MAX_BUDGET_MS: 60_000 })
   // The snapshot is loaded read-only below; the runtime must not rewrite it on close.
   o.L1_SNAPSHOT_PATH = ''
   return loadConfig(o)

@@ -24,7 +24,11 @@ export function createQueue(d: { config: Config; redis: CacheRedis | undefined; 
   if (d.redis) {
     return new RedisQueue({ ...common, redis: d.redis as Redis, prefix: `${d.config.REDIS_PREFIX}:q`, name: 'redis' })
   }
-  return new MemoryQueue({ ...common, capacity: d.config.QUEUE_CAPACITY, negativeMaxKeys: 100_000, name: 'memory' })
+  return new MemoryQueue({
+    ...common, capacity: d.config.QUEUE_CAPACITY, negativeMaxKeys: 100_000, name: 'memory',
+    halfLifeMs: d.config.QUEUE_PRIORITY_HALF_LIFE_S * 1000,
+    ...(d.config.QUEUE_MAX_AGE_S > 0 ? { maxAgeMs: d.config.QUEUE_MAX_AGE_S * 1000 } : {}),
+  })
 }
 
 /**

@@ -2,6 +2,8 @@ import fp from 'fastify-plugin'
 import { CtrError } from '../errors.ts'
 import { FieldFeatures } from '../fusion/field-features.ts'
 import { mixtureStatsOf } from '../mdn/batch-stats.ts'
+import { InlineCompute } from '../predict/inline-compute.ts'
+import { InlinePermits } from '../predict/inline-permits.ts'
 import { PredictService } from '../predict/predict-service.ts'
 
 declare module 'fastify' {
@@ -28,9 +30,10 @@ export default fp<PredictPluginOptions>(async (app, opts) => {
     throw new CtrError('INTERNAL', ["the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }"])
   }
   app.decorate('predict', new PredictService({
-    bundle, store, embedder, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log,
+    bundle, store, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log,
     queue: misses === 'queue' ? app.queue : dropMisses,
     fields: new FieldFeatures(bundle),
-    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
+    inline: new InlineCompute({ embedder, permits: new InlinePermits(config.INLINE_CONCURRENCY), maxItems: config.INLINE_MAX_ITEMS }),
+    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY, maxBudgetMs: config.MAX_BUDGET_MS },
   }))
 }, { name: 'predict', dependencies: ['config', 'bundle', 'metrics', 'cache-store', 'encoders', 'scorer'] })
