@@ -127,8 +127,12 @@ test('a master killed: /predict keeps answering 200 and its keys are L2 hits aga
   const dim = server.bundle.manifest.oov.text.dim
   const titles = Array.from({ length: 30 }, (_, i) => `failover title ${i} ${prefix}`)
   for (const title of titles) await direct.set(server.keyOf('text', title), vectorToBuffer(new Float32Array(dim).fill(0.02)), 'EX', 600)
-  // Every replica has the writes before its master dies.
-  await Promise.all(direct.nodes('master').map((n) => n.call('WAIT', '1', '2000')))
+  // Every master has a replica in sync that acknowledged these writes before a master dies: a
+  // replica still doing its first sync is not eligible for failover, and the slots would stay down.
+  await waitFor(async () => {
+    const acks = await Promise.all(direct.nodes('master').map((n) => n.call('WAIT', '1', '200').catch(() => 0)))
+    return direct.nodes('master').length === 3 && acks.every((a) => Number(a) >= 1) ? true : undefined
+  }, 30_000, 100)
 
   const masters = await c.masters()
   const victim = await ownerOf(masters, server.keyOf('text', titles[0] ?? ''))

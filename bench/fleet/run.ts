@@ -27,6 +27,7 @@ import { type ClusterNode, startRedisCluster } from '../../support/redis-cluster
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
 import { startImageOrigin } from '../../support/image-origin.ts'
 import { num, parseArgs } from '../lib/args.ts'
+import { timeUntil } from '../lib/wait.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from '../chaos/load.ts'
 import { type JobCounts, Fleet, type Instance, emptyCounts } from './fleet.ts'
 import { countForeign, ownerPort } from './cluster-keys.ts'
@@ -71,7 +72,8 @@ await fleet.start(INSTANCES, ports)
 const items = sampleItems(origin.baseUrl)
 const contexts = sampleContexts()
 const HOT = 300
-interface Fresh { readonly key: string; readonly sentAt: number }
+interface Fresh { readonly key: string; readonly sentAt: number; readonly phase: string }
+let currentPhase = 'warmup'
 const fresh: Fresh[] = []
 let seq = 0
 let target: Instance | undefined
@@ -83,12 +85,12 @@ function nextBody(extra: Array<Record<string, unknown>> = []): Body {
   const list: Array<Record<string, unknown>> = Array.from({ length: 18 }, (_, k) => pick(k))
   const title = `fleet fresh title ${i}`
   list.push({ id: `ft${i}`, title })
-  fresh.push({ key: embeddingKey(PREFIX, 'text', textVersion, title), sentAt: performance.now() })
+  fresh.push({ key: embeddingKey(PREFIX, 'text', textVersion, title), sentAt: performance.now(), phase: currentPhase })
   if (i % 5 === 0) {
     const src = items[HOT + (i / 5) % (items.length - HOT)] as { image_url?: string }
     const url = `${src.image_url ?? ''}?n=${i}`
     list.push({ id: `fi${i}`, image_url: url })
-    fresh.push({ key: embeddingKey(PREFIX, 'image', v, url), sentAt: performance.now() })
+    fresh.push({ key: embeddingKey(PREFIX, 'image', v, url), sentAt: performance.now(), phase: currentPhase })
   }
   return { context: contexts[i % contexts.length] as object, items: [...list, ...extra] }
 }
@@ -98,15 +100,6 @@ const url = (): string => (target ?? fleet.pick()).proc.url
 async function presentCount(keys: readonly string[]): Promise<number> {
   const replies = await Promise.all(keys.map((k) => admin.exists(k).catch(() => 0)))
   return replies.reduce((a, b) => a + b, 0)
-}
-
-async function timeUntil(cond: () => Promise<boolean>, timeoutMs: number, everyMs = 200): Promise<number | undefined> {
-  const t0 = performance.now()
-  while (performance.now() - t0 < timeoutMs) {
-    if (await cond()) return Math.round(performance.now() - t0)
-    await sleep(everyMs)
-  }
-  return undefined
 }
 
 /** Probe titles whose vectors are only in L2 (never requested before), on `node`'s slots. */
@@ -136,6 +129,7 @@ const results: PhaseResult[] = []
 async function phase(name: string, fault: string, minSeconds: number, inject: (stats: PhaseStats, t0: number) => Promise<Record<string, unknown>>,
   body: () => Body = () => nextBody(), onLastSource?: (s: string, body: Body) => void): Promise<PhaseResult> {
   log(`phase ${name}: ${fault}`)
+  currentPhase = name
   await fleet.scrapeAll()
   const before = fleet.totals()
   const stats = newStats(name, minSeconds)
@@ -226,7 +220,10 @@ for (const kind of ['master-killed', 'node-restarted'] as const) {
   const inst = fleet.instances[0] as Instance
   await phase('consumer-starved', `instance ${inst.slot} SIGSTOP for ${STOP_S} s (out of rotation; its batches outlast the claim time), then SIGCONT`, STOP_S + 10, async () => {
     const stoppedAt = performance.now()
-    const backlog = fresh.filter((f) => f.sentAt <= stoppedAt).map((f) => f.key)
+    // The jobs waiting or in flight at the freeze: inputs of the last 30 s not yet embedded.
+    const recent = [...new Set(fresh.filter((f) => f.sentAt >= stoppedAt - 30_000).map((f) => f.key))]
+    const present = await Promise.all(recent.map((k) => admin.exists(k).catch(() => 0)))
+    const backlog = recent.filter((_, i) => present[i] === 0)
     inst.inRotation = false
     await sleep(200)
     inst.proc.child.kill('SIGSTOP')
@@ -254,7 +251,7 @@ await phase('rolling-deploy', `each instance in turn: out of rotation, SIGTERM, 
     origin.delayMs = 2000
     const res = await fetch(`${inst.proc.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ items: burst.map((image_url, i) => ({ id: `b${i}`, image_url })) }) })
-    for (const k of burstKeys) fresh.push({ key: k, sentAt: performance.now() })
+    for (const k of burstKeys) fresh.push({ key: k, sentAt: performance.now(), phase: currentPhase })
     await sleep(1000)
     const killedAt = performance.now()
     const restart = fleet.restart(inst, 'SIGKILL', 'B')
@@ -283,6 +280,14 @@ const totals = fleet.totals()
 const waiting = fleet.lastDepth
 const lost = totals.queued - totals.done - totals.failed - totals.expired - waiting
 embedded = await presentCount(freshKeys)
+// Which phase sent the inputs that never got a vector.
+const missingByPhase: Record<string, number> = {}
+const seen = new Set<string>()
+for (const f of fresh) {
+  if (seen.has(f.key)) continue
+  seen.add(f.key)
+  if (!(await admin.exists(f.key).catch(() => 0))) missingByPhase[f.phase] = (missingByPhase[f.phase] ?? 0) + 1
+}
 const foreign = await countForeign(admin, PREFIX, version, 50)
 await fleet.stop()
 admin.disconnect()
@@ -295,7 +300,7 @@ const out = {
   loadAverage: { atStart: loadAtStart, atEnd: loadavg() }, queue: 'the queue of main at the time of the run (see the README)',
   phases: results,
   accounting: { ...totals, waitingAtEnd: waiting, drainMs, lost, formula: 'lost = queued − done − failed − expired − waitingAtEnd' },
-  groundTruth: { freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded },
+  groundTruth: { freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded, notEmbeddedBySendingPhase: missingByPhase },
   foreignVersionVectors: foreign,
 }
 mkdirSync(RESULTS, { recursive: true })
@@ -305,10 +310,10 @@ const md = [
   `Generated ${out.generatedAt}, node ${process.version}, \`flock /work/locks/bench.lock npx tsx bench/fleet/run.ts\`. Redis Cluster of 3 masters + 3 replicas (cluster-node-timeout 2 s), ${INSTANCES} ctrserve processes (1 image encoder worker each), loopback image origin. Open-loop load of ${RATE} req/s in total, round robin over the instances in rotation (latency from each request's due time), 19–21 items per request (18 hot, one new title, every 5th request one new image), budget 200 ms. Load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(' / ')}, at end ${out.loadAverage.atEnd.map((x) => x.toFixed(1)).join(' / ')} (shared 2-core machine: absolute latencies are noisy).`, '',
   '| phase | fault | s | requests | 5xx | conn. errors | p99 (ms) | max (ms) | /readyz non-200 | jobs queued / done / failed (neg. cached) / expired / dropped | recovery and notes |',
   '|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|',
-  ...results.map((r) => `| ${r.phase} | ${r.fault} | ${r.seconds} | ${r.sent} | ${r.fiveXx} | ${r.connectionErrors} | ${r.latency.p99} | ${r.latency.max} | ${r.readyz.not200} / ${r.readyz.polls} | ${r.jobs.queued} / ${r.jobs.done} / ${r.jobs.failed} / ${r.jobs.expired} / ${r.jobs.dropped} | ${Object.entries(r.notes).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join('; ')} |`),
+  ...results.map((r) => `| ${r.phase} | ${r.fault} | ${r.seconds} | ${r.sent} | ${r.fiveXx} | ${r.connectionErrors} | ${r.latency.p99} | ${r.latency.max} | ${r.readyz.not200} / ${r.readyz.polls} | ${r.jobs.queued} / ${r.jobs.done} / ${r.jobs.failed} / ${r.jobs.expired} / ${r.jobs.dropped} | ${Object.entries(r.notes).map(([k, v]) => `${k}: ${v === undefined ? 'not reached' : JSON.stringify(v)}`).join('; ')} |`),
   '',
   `Jobs over the run (every process; a killed one with its last scrape): queued ${totals.queued}, done ${totals.done}, failed ${totals.failed}, expired ${totals.expired}, dropped ${totals.dropped}, unknown ${totals.unknown}, deduplicated ${totals.deduplicated}; waiting after a drain of ${drainMs ?? `>${DRAIN_S * 1000}`} ms: ${waiting}. **Lost = queued − done − failed − expired − waiting = ${lost}** (negative: jobs done more than once).`, '',
-  `Ground truth: ${freshKeys.length} new inputs sent (titles, images, the kill-9 burst); ${embedded} have their vector in the cluster at the end; ${freshKeys.length - embedded} do not.`, '',
+  `Ground truth: ${freshKeys.length} new inputs sent (titles, images, the kill-9 burst); ${embedded} have their vector in the cluster at the end; ${freshKeys.length - embedded} do not (by the phase that sent them: ${JSON.stringify(missingByPhase)}).`, '',
   `Vectors under a foreign encoder version (scan of every master; a bundle-B vector has values near 100): under A's version computed by B ${foreign.aKeysWithB} of ${foreign.aKeys}; under B's version computed by A ${foreign.bKeysWithA} of ${foreign.bKeys}.`, '',
 ]
 writeFileSync(join(RESULTS, 'fleet.md'), md.join('\n'))

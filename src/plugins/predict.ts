@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { withClientAdmission } from '../embedding/client-admission.ts'
+import { CtrError } from '../errors.ts'
 import { FieldFeatures } from '../fusion/field-features.ts'
 import { RowCache } from '../fusion/row-cache.ts'
 import { mixtureStatsOf } from '../mdn/batch-stats.ts'
@@ -28,7 +29,7 @@ export default fp<PredictPluginOptions>(async (app, opts) => {
   const { config, bundle, store, embedder, scorer, metrics, keyOf, log } = app
   const misses = opts.misses ?? 'queue'
   if (misses === 'queue' && !app.hasDecorator('queue')) {
-    throw new Error("the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }")
+    throw new CtrError('INTERNAL', ["the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }"])
   }
   app.decorate('predict', new PredictService({
     bundle, store, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log,
