@@ -16,7 +16,6 @@ const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
   'queue/redis-queue.ts': 2, // start() twice or after close(): programming errors
   'embedding/encoder-worker.ts': 3, // loaded outside a worker thread, or without the options its kind needs
   'cli/score.ts': 1, // a `score` worker process died (its own stderr says why)
-  'plugins/predict.ts': 1, // the predict plugin registered without the queue plugin: a programming error
   'scoring/scorer-pool.ts': 2, // a scorer thread answered outside the protocol: a bug
   'scoring/scorer-worker.ts': 1, // loaded outside a worker thread
   'cache/cluster-seeds.ts': 1, // a parse detail: config.ts reports it as CTR_ERR_BAD_CONFIG naming REDIS_CLUSTER_NODES
