@@ -28,6 +28,10 @@ const schema = {
     EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19 },
     EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
+    QUEUE_MAX_AGE_S: { type: 'integer', minimum: 0, default: 3600 },
+    QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
+    QUEUE_PARTITIONS: { type: 'integer', minimum: 1, maximum: 1024, default: 8 },
+    QUEUE_CLAIM_MS: { type: 'integer', minimum: 300, maximum: 3_600_000, default: 30_000 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 200 },
@@ -58,6 +62,10 @@ export interface Config {
   EMBED_NICE: number
   EMBED_CONCURRENCY: number
   QUEUE_CAPACITY: number
+  QUEUE_MAX_AGE_S: number
+  QUEUE_PRIORITY_HALF_LIFE_S: number
+  QUEUE_PARTITIONS: number
+  QUEUE_CLAIM_MS: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   MAX_EVENT_LOOP_DELAY_MS: number

@@ -81,7 +81,7 @@ export async function createRuntime(config: Config, log: Logger, opts: RuntimeOp
   const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
 
   const embedder = new EmbeddingService({ imagePool, textPool, sink: store, metrics })
-  const queue = createQueue({ config, redis, metrics })
+  const queue = createQueue({ config, redis, metrics, versions, log })
   if (opts.consume ?? true) {
     queue.start(makeJobHandler(embedder, store, config.IMAGE_FETCH_TIMEOUT_MS + 1000, log), {
       concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,

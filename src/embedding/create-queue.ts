@@ -1,23 +1,39 @@
-import type { Redis } from 'ioredis'
 import type { Config } from '../config.ts'
 import type { Metrics } from '../metrics.ts'
 import { MemoryQueue } from '../queue/memory-queue.ts'
+import type { QueueLog } from '../queue/partition-consumer.ts'
+import type { QueueRedis } from '../queue/queue-connection.ts'
 import { RedisQueue } from '../queue/redis-queue.ts'
-import type { EmbedQueue } from '../queue/types.ts'
+import type { EmbedQueue, Modality } from '../queue/types.ts'
 
 const BACKOFF = { baseMs: 500, maxMs: 60_000 }
 const MAX_ATTEMPTS = 5
 // A permanent failure (404, refused address, undecodable image) is not retried for this long.
 const NEGATIVE_TTL_MS = 15 * 60_000
 
+export interface CreateQueueDeps {
+  readonly config: Config
+  /** One Redis or a Redis Cluster client (the queue duplicates it); undefined: embedded mode. */
+  readonly redis: QueueRedis | undefined
+  readonly metrics: Metrics
+  /** The bundle's encoder versions (`manifest.encoders.<modality>.version`): the partitions this instance consumes. */
+  readonly versions: Readonly<Record<Modality, string>>
+  readonly log: QueueLog
+}
+
 /**
- * The embedded default is an in-process bounded queue; with Redis, a durable Streams queue shared by
- * every instance on that Redis (deduplicated across instances, survives restarts).
+ * The embedded default is an in-process bounded queue; with Redis (or a Redis Cluster), a durable
+ * partitioned queue shared by every instance (deduplicated across instances, survives restarts,
+ * scoped by encoder version).
  */
-export function createQueue(d: { config: Config; redis: Redis | undefined; metrics: Metrics }): EmbedQueue {
+export function createQueue(d: CreateQueueDeps): EmbedQueue {
   const common = { maxAttempts: MAX_ATTEMPTS, backoff: BACKOFF, negativeTtlMs: NEGATIVE_TTL_MS, metrics: d.metrics }
   if (d.redis) {
-    return new RedisQueue({ ...common, redis: d.redis, prefix: `${d.config.REDIS_PREFIX}:q`, name: 'redis' })
+    return new RedisQueue({
+      ...common, redis: d.redis, prefix: d.config.REDIS_PREFIX, versions: d.versions, log: d.log, name: 'redis',
+      partitions: d.config.QUEUE_PARTITIONS, capacity: d.config.QUEUE_CAPACITY, leaseMs: d.config.QUEUE_CLAIM_MS,
+      maxAgeMs: d.config.QUEUE_MAX_AGE_S * 1000, halfLifeMs: d.config.QUEUE_PRIORITY_HALF_LIFE_S * 1000,
+    })
   }
   return new MemoryQueue({ ...common, capacity: d.config.QUEUE_CAPACITY, negativeMaxKeys: 100_000, name: 'memory' })
 }
