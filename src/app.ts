@@ -5,34 +5,23 @@ import swaggerUi from '@fastify/swagger-ui'
 import underPressure from '@fastify/under-pressure'
 import type { Config } from './config.ts'
 import { CtrError } from './errors.ts'
-import { type Runtime, createRuntime } from './runtime.ts'
 import { installErrorHandler } from './routes/error-handler.ts'
 import healthRoutes from './routes/health.ts'
 import predictRoutes from './routes/predict.ts'
-
-declare module 'fastify' {
-  interface FastifyInstance {
-    runtime: Runtime
-  }
-}
+import { registerServing } from './plugins/index.ts'
 
 export interface AppOptions {
   readonly config: Config
-  /** A runtime built elsewhere (tests share one); otherwise the app builds and owns its own. */
-  readonly runtime?: Runtime
 }
 
-const runtimePlugin = fp<AppOptions>(async (app, opts) => {
-  const owned = opts.runtime === undefined
-  const rt = opts.runtime ?? await createRuntime(opts.config, app.log)
-  app.decorate('runtime', rt)
-  if (owned) app.addHook('onClose', async () => rt.close())
-}, { name: 'runtime' })
-
-/** The fastify app as a plugin: runtime (bundle, caches, queue, encoders), load shedding, routes, docs. */
+/**
+ * The fastify app as a plugin: one plugin per resource (config, metrics, bundle, redis, cache
+ * store, encoders, head, queue, embedding consumer, predict service; src/plugins/), load
+ * shedding, routes, docs. Each resource closes itself, in the reverse order of registration.
+ */
 const app: FastifyPluginAsync<AppOptions> = async (fastify: FastifyInstance, opts: AppOptions) => {
   installErrorHandler(fastify)
-  await fastify.register(runtimePlugin, opts)
+  await registerServing(fastify, opts.config)
   await fastify.register(underPressure, {
     maxEventLoopDelay: opts.config.MAX_EVENT_LOOP_DELAY_MS,
     retryAfter: 1,

@@ -1,4 +1,5 @@
 import envSchema from 'env-schema'
+import { parseClusterSeeds } from './cache/cluster-seeds.ts'
 import { CtrError } from './errors.ts'
 
 // Every setting comes from the environment and is validated once at start-up; a bad value stops
@@ -10,6 +11,7 @@ const schema = {
     HOST: { type: 'string', default: '0.0.0.0' },
     MODEL_DIR: { type: 'string', default: 'models/ctr-synth' },
     REDIS_URL: { type: 'string', default: '' },
+    REDIS_CLUSTER_NODES: { type: 'string', default: '' },
     REDIS_PREFIX: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'ctr' },
     CACHE_TTL_SECONDS: { type: 'integer', minimum: 60, default: 7 * 24 * 3600 },
     L1_MAX_BYTES: { type: 'integer', minimum: 1_048_576, default: 256 * 1024 * 1024 },
@@ -44,6 +46,7 @@ export interface Config {
   HOST: string
   MODEL_DIR: string
   REDIS_URL: string
+  REDIS_CLUSTER_NODES: string
   REDIS_PREFIX: string
   CACHE_TTL_SECONDS: number
   L1_MAX_BYTES: number
@@ -79,13 +82,34 @@ export function loadConfig(overrides: Partial<Record<keyof Config, string | numb
     const v = (overrides as Record<string, unknown>)[key] ?? env[key]
     if (v !== undefined) data[key] = v
   }
+  let config: Config
   try {
-    return envSchema<Config>({ schema, data, dotenv: false, env: false })
+    config = envSchema<Config>({ schema, data, dotenv: false, env: false })
   } catch (err) {
     throw new CtrError('BAD_CONFIG', ['environment', err instanceof Error ? err.message : String(err)])
+  }
+  checkRedisEngine(config)
+  return config
+}
+
+/** One Redis or one Redis Cluster, never both; a cluster seed list that does not parse names the variable. */
+function checkRedisEngine(config: Config): void {
+  if (!config.REDIS_CLUSTER_NODES) return
+  if (config.REDIS_URL) {
+    throw new CtrError('BAD_CONFIG', ['REDIS_URL, REDIS_CLUSTER_NODES', 'both are set; give REDIS_URL for one Redis or REDIS_CLUSTER_NODES for a Redis Cluster, not both'])
+  }
+  try {
+    parseClusterSeeds(config.REDIS_CLUSTER_NODES)
+  } catch (err) {
+    throw new CtrError('BAD_CONFIG', ['REDIS_CLUSTER_NODES', err instanceof Error ? err.message : String(err)])
   }
 }
 
 export function allowedHosts(config: Config): string[] {
   return config.IMAGE_ALLOWED_HOSTS.split(',').map((s) => s.trim()).filter((s) => s.length > 0)
+}
+
+/** Whether a shared tier is configured (one Redis or a Redis Cluster). */
+export function usesRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): boolean {
+  return config.REDIS_URL !== '' || config.REDIS_CLUSTER_NODES !== ''
 }

@@ -76,7 +76,8 @@ function startNode(port: number, dir: string): ClusterNode {
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir,
       '--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-node-timeout', '2000',
       '--appendonly', 'yes', '--save', '', '--protected-mode', 'no'], { stdio: 'ignore' })
-    const deadline = Date.now() + 10_000
+    // Generous: on a loaded 2-core machine a node has been seen to take over 10 s to accept.
+    const deadline = Date.now() + 30_000
     for (;;) {
       const probe = await ping(port)
       if (probe) {
@@ -120,13 +121,19 @@ export async function startRedisCluster(opts: { masters?: number; replicasPerMas
     const port = await freeClusterPort(taken)
     nodes.push(startNode(port, mkdtempSync(join(tmpdir(), `ctrserve-cluster-${port}-`))))
   }
-  await Promise.all(nodes.map((n) => n.start()))
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
-    '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 60_000 })
   const stop = async (): Promise<void> => {
     await Promise.all(nodes.map((n) => n.kill()))
     for (const n of nodes) rmSync(n.dir, { recursive: true, force: true })
   }
+  // A node that fails to start must not leave the others running.
+  const started = await Promise.allSettled(nodes.map((n) => n.start()))
+  const failed = started.find((r) => r.status === 'rejected')
+  if (failed) {
+    await stop()
+    throw failed.reason
+  }
+  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
+    '--cluster-replicas', String(replicas), '--cluster-yes'], { encoding: 'utf8', timeout: 60_000 })
   if (create.status !== 0) {
     await stop()
     throw new Error(`redis-cli --cluster create failed (${create.status}): ${create.stderr || create.stdout}`)

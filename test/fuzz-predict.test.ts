@@ -12,24 +12,31 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fc from 'fast-check'
-import app from '../src/app.ts'
 import { loadConfig } from '../src/config.ts'
-import { createRuntime } from '../src/runtime.ts'
+import { configPlugin, headPlugin, predictPlugin, registerEmbedding } from '../src/plugins/index.ts'
+import healthRoutes from '../src/routes/health.ts'
+import predictRoutes from '../src/routes/predict.ts'
+import { installErrorHandler } from '../src/routes/error-handler.ts'
 import { serverOptions } from '../src/server-options.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
 import { BUNDLE_DIR } from '../support/bundle.ts'
 import { freePort } from '../support/redis.ts'
 
-const silent = { info: () => undefined, warn: () => undefined, error: () => undefined }
 const BODY_LIMIT = 8 * 1024 * 1024
 
 async function buildFuzzApp(t: { after(fn: () => Promise<unknown>): void }): Promise<FastifyInstance> {
   const config = loadConfig({ MODEL_DIR: BUNDLE_DIR, LOG_LEVEL: 'silent', MAX_EVENT_LOOP_DELAY_MS: 0, IMAGE_FETCH_TIMEOUT_MS: 200 }, {})
-  const runtime = await createRuntime(config, silent, { consume: false, enqueueMisses: false })
+  // The app's resources without a queue: misses are dropped, nothing is fetched in the background.
   const server = Fastify(serverOptions(config))
-  await server.register(app, { config, runtime })
+  installErrorHandler(server)
+  await server.register(configPlugin, { config })
+  await registerEmbedding(server)
+  await server.register(headPlugin)
+  await server.register(predictPlugin, { misses: 'nowhere' })
+  await server.register(healthRoutes)
+  await server.register(predictRoutes)
   await server.ready()
-  t.after(async () => { await server.close(); await runtime.close() })
+  t.after(() => server.close())
   return server
 }
 

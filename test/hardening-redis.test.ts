@@ -26,8 +26,8 @@ async function predict(server: FastifyInstance, titles: readonly string[], extra
 
 /** Writes a text vector for `title` straight into Redis, under the key the server will look up. */
 async function seed(redis: Redis, server: FastifyInstance, title: string): Promise<void> {
-  const dim = server.runtime.bundle.manifest.oov.text.dim
-  await redis.set(server.runtime.keyOf('text', title), vectorToBuffer(new Float32Array(dim).fill(0.02)), 'EX', 600)
+  const dim = server.bundle.manifest.oov.text.dim
+  await redis.set(server.keyOf('text', title), vectorToBuffer(new Float32Array(dim).fill(0.02)), 'EX', 600)
 }
 
 function admin(url: string): Redis {
@@ -176,7 +176,7 @@ test('REDIS_URL with a password: AUTH works; the password never appears in logs,
   assert.equal(r.json.predictions[0]?.sources.text, 'computed')
   const direct = admin(`redis://:${password}@127.0.0.1:${redis.port}`)
   t.after(() => direct.disconnect())
-  await waitFor(async () => ((await direct.exists(good.server.runtime.keyOf('text', title))) === 1 ? true : undefined), 10_000)
+  await waitFor(async () => ((await direct.exists(good.server.keyOf('text', title))) === 1 ? true : undefined), 10_000)
 
   const bad = await buildWithLogs(t, { REDIS_URL: `redis://default:${wrong}@127.0.0.1:${redis.port}`, REDIS_PREFIX: prefix })
   const notReady = await bad.server.inject({ url: '/readyz' })

@@ -29,7 +29,7 @@ test('an image encoder worker killed in the middle of a job is replaced and the 
   const origin = await startImageOrigin(SAMPLE_DIR)
   t.after(() => origin.close())
   const server = await build(t, { EMBED_WORKERS: 1 })
-  const pool = server.runtime.imagePool
+  const pool = server.encoders.image
   const original = pool.run.bind(pool)
   let killed = 0
   // The first encoder call: hand the batch to the worker, then terminate that thread while it runs.

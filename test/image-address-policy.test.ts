@@ -2,14 +2,15 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { CtrError } from '../src/errors.ts'
 import {
-  checkAddress, checkResolved, checkUrl, createAddressPolicy,
+  checkAddress, checkRedirect, checkResolved, checkUrl, createAllowList, policyForPort,
 } from '../src/modalities/image/address-policy.ts'
 
 // Pure decision tables: nothing here opens a socket or resolves a name.
 
 type Row = readonly [input: string, allowed: boolean, reason?: RegExp]
 
-const noAllowList = createAddressPolicy([])
+const noAllowList = createAllowList([])
+const noExemptions = policyForPort(noAllowList, 80)
 
 const URL_CASES: readonly Row[] = [
   // IPv4 loopback in every notation WHATWG URL parsing accepts
@@ -133,7 +134,7 @@ test('checkUrl: decision table without an allow list', () => {
 })
 
 test('checkUrl: the allow list overrides addresses but never scheme, credentials or port', () => {
-  const policy = createAddressPolicy(['127.0.0.2', ' images.internal. ', '10.1.0.0/16', ''])
+  const policy = createAllowList(['127.0.0.2', ' images.internal. ', '10.1.0.0/16', ''])
   const cases: readonly Row[] = [
     ['http://127.0.0.2:8080/a.png', true],
     ['http://2130706434/', true],
@@ -156,7 +157,7 @@ test('checkUrl: the allow list overrides addresses but never scheme, credentials
 })
 
 test('checkUrl reports the normalised host and whether it is an IP literal', () => {
-  const decision = checkUrl('http://0x7f.2:81/x', createAddressPolicy(['127.0.0.2']))
+  const decision = checkUrl('http://0x7f.2:81/x', createAllowList(['127.0.0.2']))
   assert.deepEqual(decision.allowed && [decision.hostname, decision.isIp, decision.url.port], ['127.0.0.2', true, '81'])
   const v6 = checkUrl('http://[2606:4700::1]/', noAllowList)
   assert.deepEqual(v6.allowed && [v6.hostname, v6.isIp], ['2606:4700::1', true])
@@ -183,14 +184,14 @@ test('checkAddress: resolver answers in any notation inet_aton would accept', ()
     ['1.2.3.4.5', false, /not-an-ip/],
   ]
   for (const [input, allowed, reason] of cases) {
-    const decision = checkAddress(input, noAllowList)
+    const decision = checkAddress(input, noExemptions)
     assert.equal(decision.allowed, allowed, `${input} → ${JSON.stringify(decision)}`)
     if (!decision.allowed && reason !== undefined) assert.match(decision.reason, reason, input)
   }
 })
 
 test('checkResolved: every resolved address must pass unless the name itself is allowed', () => {
-  const policy = createAddressPolicy(['images.test', '127.0.0.2'])
+  const policy = policyForPort(createAllowList(['images.test', '127.0.0.2']), 443)
   assert.deepEqual(checkResolved('cdn.example', ['8.8.8.8', '1.1.1.1'], policy), { allowed: true })
   const mixed = checkResolved('rebind.example', ['8.8.8.8', '127.0.0.1'], policy)
   assert.equal(mixed.allowed, false)
@@ -202,9 +203,74 @@ test('checkResolved: every resolved address must pass unless the name itself is 
   assert.equal(checkResolved('other.test', ['127.0.0.2', '127.0.0.1'], policy).allowed, false)
 })
 
-test('createAddressPolicy refuses entries that are not hosts, IPs or CIDR ranges', () => {
-  for (const bad of ['http://x.test', '127.0.0.1:80', 'a b', '*.example.com', 'host/path']) {
-    assert.throws(() => createAddressPolicy([bad]), (err: unknown) =>
+test('createAllowList refuses entries that are not hosts, IPs or CIDR ranges with an optional port', () => {
+  for (const bad of ['http://x.test', '127.0.0.1:0', '127.0.0.1:65536', 'a b', '*.example.com', 'host/path', 'host:port', '[::1]:x']) {
+    assert.throws(() => createAllowList([bad]), (err: unknown) =>
       err instanceof CtrError && err.code === 'CTR_ERR_BAD_CONFIG' && err.message.includes('IMAGE_ALLOWED_HOSTS'), bad)
   }
+})
+
+test('an allow-list entry may name a port; internal service ports must be named explicitly', () => {
+  const list = createAllowList([
+    'images.internal', 'cache.internal:6379', '127.0.0.2:8080', '10.1.0.0/16:8443', '[fd00::/8]:9000', '127.0.0.3',
+  ])
+  const cases: readonly Row[] = [
+    // a port-less entry: every ordinary port, no internal service port
+    ['http://127.0.0.3/', true],
+    ['http://127.0.0.3:8080/', true],
+    ['http://127.0.0.3:6379/', false, /loopback/],
+    ['http://127.0.0.3:2375/', false, /loopback/],
+    ['http://127.0.0.3:2376/', false, /loopback/],
+    ['http://127.0.0.3:9229/', false, /loopback/],
+    // an entry with a port: that port only
+    ['http://127.0.0.2:8080/', true],
+    ['http://127.0.0.2/', false, /loopback/],
+    ['http://127.0.0.2:8081/', false, /loopback/],
+    ['http://10.1.2.3:8443/', true],
+    ['https://10.1.2.3/', false, /private/],
+    ['http://[fd00::5]:9000/', true],
+    ['http://[fd00::5]:9001/', false, /unique-local/],
+  ]
+  for (const [input, allowed, reason] of cases) {
+    const decision = checkUrl(input, list)
+    assert.equal(decision.allowed, allowed, `${input} → ${JSON.stringify(decision)}`)
+    if (!decision.allowed && reason !== undefined) assert.match(decision.reason, reason, input)
+  }
+  // Names are exempted after resolution: the port decides whether the name is in the narrowed policy.
+  assert.deepEqual(checkResolved('images.internal', ['10.9.9.9'], policyForPort(list, 443)), { allowed: true })
+  assert.equal(checkResolved('images.internal', ['10.9.9.9'], policyForPort(list, 6379)).allowed, false)
+  assert.deepEqual(checkResolved('cache.internal', ['10.9.9.9'], policyForPort(list, 6379)), { allowed: true })
+  assert.equal(checkResolved('cache.internal', ['10.9.9.9'], policyForPort(list, 80)).allowed, false)
+  // Equal exemptions share a key (one connection pool); different ones do not.
+  assert.equal(policyForPort(list, 80).key, policyForPort(list, 443).key)
+  assert.notEqual(policyForPort(list, 80).key, policyForPort(list, 8080).key)
+  assert.equal(policyForPort(list, 6379).key, '1')
+})
+
+test('checkRedirect: no https → http; exemptions survive only redirects from an exempt host', () => {
+  const list = createAllowList(['127.0.0.2', 'images.internal'])
+  const hop = (url: string, judgedBy: Parameters<typeof checkUrl>[1] = list) => {
+    const d = checkUrl(url, judgedBy)
+    assert.ok(d.allowed, url)
+    return d
+  }
+  const down = checkRedirect(hop('https://cdn.example/a.png'), 'http://cdn.example/a.png', list)
+  assert.deepEqual(down, { allowed: false, reason: 'redirect from https to http' })
+  assert.equal(checkRedirect(hop('http://cdn.example/a.png'), 'https://cdn.example/b.png', list).allowed, true)
+  assert.equal(checkRedirect(hop('https://cdn.example/a.png'), '//other.example/b.png', list).allowed, true)
+
+  // public origin → exempt internal address: judged strictly, refused
+  const fromPublic = checkRedirect(hop('https://cdn.example/a.png'), 'https://127.0.0.2/x.png', list)
+  assert.ok(fromPublic.allowed)
+  const target = checkUrl(fromPublic.target, fromPublic.judgedBy)
+  assert.equal(target.allowed, false)
+  assert.match(!target.allowed ? target.reason : '', /loopback/)
+  // ...and it stays strict for the rest of the chain
+  const viaPublic = checkRedirect(hop('https://other.example/', fromPublic.judgedBy), 'https://127.0.0.2/', fromPublic.judgedBy)
+  assert.ok(viaPublic.allowed)
+  assert.equal(checkUrl(viaPublic.target, viaPublic.judgedBy).allowed, false)
+  // exempt origin → exempt origin: the exemptions still apply
+  const fromExempt = checkRedirect(hop('http://images.internal/a'), 'http://127.0.0.2/b.png', list)
+  assert.ok(fromExempt.allowed)
+  assert.equal(checkUrl(fromExempt.target, fromExempt.judgedBy).allowed, true)
 })

@@ -12,8 +12,7 @@ import type { PredictItem } from '../src/predict/types.ts'
 
 test('every stage matches the PyTorch outputs of the parity fixtures', async (t) => {
   const app = await build(t)
-  const rt = app.runtime
-  const r = await runParity(rt)
+  const r = await runParity({ bundle: app.bundle, imagePool: app.encoders.image, textPool: app.encoders.text, head: app.fusionHead })
   const table = r.diffs.table()
   for (const line of formatTable(table).split("\n")) t.diagnostic(line)
   assert.ok(r.fixtures >= 100, `only ${r.fixtures} fixtures`)
@@ -35,7 +34,7 @@ test('end to end over HTTP: fixtures from a real origin give the PyTorch calibra
   const origin = await startImageOrigin(BUNDLE_DIR)
   t.after(() => origin.close())
   const app = await build(t, { EMBED_BATCH_SIZE: 32 })
-  const { fixtures, expected } = await loadParityFixtures(app.runtime.bundle)
+  const { fixtures, expected } = await loadParityFixtures(app.bundle)
   const diffs = new DiffCollector()
   // One request per context: the fixtures carry their own context.
   const requestOf = (i: number) => {

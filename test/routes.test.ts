@@ -72,7 +72,7 @@ test('a whitespace-only title is absent; a title with no tokens ends as the OOV 
   const r = (await app.inject({ method: 'POST', url: '/predict', payload: { items: [{ id: 'a', title: ' \t\n ' }, { id: 'b' }] } })).json<PredictResult>()
   assert.equal(r.predictions[0]!.sources.text, 'absent')
   assert.deepEqual(r.predictions[0]!.ctr, r.predictions[1]!.ctr)
-  const res = await app.runtime.embedder.compute('text', [{ key: 'k-empty', input: '\u200b' }, { key: 'k-word', input: 'cars' }], Date.now() + 5000)
+  const res = await app.embedder.compute('text', [{ key: 'k-empty', input: '\u200b' }, { key: 'k-word', input: 'cars' }], Date.now() + 5000)
   assert.equal(res[1]!.ok, true)
   if (!res[0]!.ok) assert.equal(res[0]!.permanent, true)
 })

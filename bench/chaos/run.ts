@@ -14,11 +14,13 @@ import { Redis } from 'ioredis'
 import { loadBundle } from '../../src/bundle/load-bundle.ts'
 import { embeddingKey } from '../../src/cache/keys.ts'
 import { vectorToBuffer } from '../../src/cache/vector-codec.ts'
+import { partitionKeyPattern, partitionKeys, partitionOf } from '../../src/queue/partition-keys.ts'
 import { BUNDLE_DIR, SAMPLE_DIR } from '../../support/bundle.ts'
 import { freePort, startRedis } from '../../support/redis.ts'
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
 import { startServerProcess, startSlowOrigin, type ServerProcess } from '../../support/server-process.ts'
 import { num, parseArgs } from '../lib/args.ts'
+import { timeUntil } from '../lib/wait.ts'
 import { crashEncoderWorker } from './kill-worker.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from './load.ts'
 
@@ -32,6 +34,8 @@ const NAME = args.get('name') ?? 'chaos'
 const L1_MAX_BYTES = num(args, 'l1-max-bytes', SOAK_S > 0 ? 16 * 1024 * 1024 : 256 * 1024 * 1024)
 const RESULTS = resolve(import.meta.dirname, '../results')
 const PREFIX = 'chaos'
+/** The server's QUEUE_PARTITIONS (its default): where a job's negative marker lives. */
+const QUEUE_PARTITIONS = 8
 const BUDGET_MS = 200
 const log = (m: string): void => { process.stderr.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${m}\n`) }
 
@@ -144,16 +148,6 @@ function failureReasons(chunks: readonly string[]): Record<string, number> {
   return out
 }
 
-/** Polls until `cond` or `timeoutMs`; resolves with ms waited or undefined. */
-async function timeUntil(cond: () => Promise<boolean>, timeoutMs: number, everyMs = 100): Promise<number | undefined> {
-  const t0 = performance.now()
-  while (performance.now() - t0 < timeoutMs) {
-    if (await cond()) return Math.round(performance.now() - t0)
-    await sleep(everyMs)
-  }
-  return undefined
-}
-
 async function finish(): Promise<{ code: number | null; signal: string | null }> {
   server.kill('SIGTERM')
   const exit = await Promise.race([server.exited(), sleep(30_000).then(() => ({ code: null, signal: 'timeout' as const }))])
@@ -255,7 +249,8 @@ await phase('server-kill-9', 'server SIGKILL with queued jobs, restarted on the 
     body: JSON.stringify({ items: burstUrls.map((image_url, i) => ({ id: `b${i}`, image_url })) }),
   })
   await sleep(1_000)
-  const pendingBefore = await admin.call('XPENDING', `${PREFIX}:q:stream:image`, 'embedders').catch(() => null)
+  let pendingBefore = 0 // jobs leased to a consumer (in flight) when the server dies
+  for (const key of await admin.keys(partitionKeyPattern(PREFIX, 'active', 'image')).catch(() => [])) pendingBefore += await admin.zcard(key).catch(() => 0)
   server.kill('SIGKILL')
   await server.exited()
   const killedAt = performance.now()
@@ -268,7 +263,7 @@ await phase('server-kill-9', 'server SIGKILL with queued jobs, restarted on the 
     present = (await admin.exists(...keys).catch(() => 0))
     return present === keys.length
   }, 120_000, 1_000)
-  const negative = (await Promise.all(keys.map((k) => admin.exists(`${PREFIX}:q:neg:${k}`).catch(() => 0)))).reduce((a, b) => a + b, 0)
+  const negative = (await Promise.all(keys.map((k) => admin.exists(partitionKeys(PREFIX, 'image', versions.image, partitionOf(k, QUEUE_PARTITIONS)).negative(k)).catch(() => 0)))).reduce((a, b) => a + b, 0)
   return {
     burstStatus: res.status, jobsAccepted: keys.length, pendingAtKill: pendingBefore, restartToHealthyMs: restartMs,
     allEmbeddedAfterKillMs: allMs === undefined ? undefined : allMs + restartMs, embedded: present, negativeCached: negative, jobsLost: keys.length - present,

@@ -14,10 +14,18 @@ export interface L2Pipeline {
   exec(): Promise<Array<[error: Error | null, result: unknown]> | null>
 }
 
-/** The part of an ioredis client L2 uses; build it with createRedisClient() for the fail-fast settings. */
+/**
+ * The part of an ioredis client (Redis or Cluster) L2 uses; build it with createCacheRedis() for
+ * the fail-fast settings. On a cluster, keys are spread over every master (not hash-tagged), so a
+ * multi-key MGET would fail (CROSSSLOT): L2 sends one command per key and the client's
+ * auto-pipelining sends them as one pipeline per node, all nodes in parallel.
+ */
 export interface L2Redis {
   readonly status: string
+  readonly isCluster: boolean
   mgetBuffer(keys: string[]): Promise<Array<Buffer | null>>
+  getBuffer(key: string): Promise<Buffer | null>
+  set(key: string, value: Buffer, secondsToken: 'EX', seconds: number): Promise<unknown>
   pipeline(): L2Pipeline
   on(event: 'error', listener: (err: Error) => void): unknown
   on(event: 'ready', listener: () => void): unknown
@@ -62,7 +70,7 @@ export class L2Cache {
   }
 
   /**
-   * The vectors for `keys` (undefined = miss), in one MGET. Resolves by `deadline` (ms since the
+   * The vectors for `keys` (undefined = miss), in one MGET (on a cluster: in parallel per node). Resolves by `deadline` (ms since the
    * epoch) at the latest; on any failure every key is a miss.
    */
   async getMany(keys: readonly string[], deadline: number): Promise<Array<Float32Array | undefined>> {
@@ -75,6 +83,7 @@ export class L2Cache {
       this.#failed('get', new Error(`redis is ${this.#redis.status}`))
       return out
     }
+    if (this.#redis.isCluster) return this.#getSpread(keys, out, remaining)
     // ioredis only reads the array; its typings ask for a mutable one.
     const reply = await settleWithin(() => this.#redis.mgetBuffer(keys as string[]), remaining)
     if (!reply.ok) {
@@ -95,7 +104,33 @@ export class L2Cache {
   }
 
   /**
-   * Writes `entries` with a TTL in one pipelined round trip of SET EX. Resolves with the number
+   * Cluster reads: one GET per key, grouped per node by auto-pipelining. Each key's answer counts
+   * as it arrives, so a master that fails over costs only the keys of its slots, and what arrived
+   * by the deadline is kept.
+   */
+  async #getSpread(keys: readonly string[], out: Array<Float32Array | undefined>, remaining: number): Promise<Array<Float32Array | undefined>> {
+    let failed: Error | undefined
+    let invalid = 0
+    let answered = 0
+    let open = true
+    await settleWithin(() => Promise.all(keys.map((key, i) => this.#redis.getBuffer(key).then((bytes) => {
+      if (!open) return
+      answered++
+      if (!bytes) return
+      const vector = this.#decode(key, bytes)
+      if (vector) out[i] = vector
+      else invalid++
+    }, (err: unknown) => { failed ??= err instanceof Error ? err : new Error(String(err)) }))), remaining)
+    open = false
+    const result = out.slice()
+    if (answered < keys.length) this.#failed('get', failed ?? new Error(`${keys.length - answered} of ${keys.length} keys unanswered within ${Math.round(remaining)} ms`))
+    else this.#outage.recovered()
+    if (invalid > 0) this.#metrics.redisErrors.inc({ op: 'get_invalid' }, invalid)
+    return result
+  }
+
+  /**
+   * Writes `entries` with a TTL in one pipelined round trip of SET EX (per node on a cluster). Resolves with the number
    * written (0 when Redis is down or slow); entries whose vector has the wrong length are skipped.
    */
   async setMany(entries: readonly CacheEntry[], ttlSeconds: number, deadline?: number): Promise<number> {
@@ -112,20 +147,27 @@ export class L2Cache {
     const valid = entries.filter(({ key, vector }) => vector.length === this.#dimOf(key))
     if (valid.length === 0) return 0
     const queued = valid.length
-    const reply = await settleWithin(() => {
-      const pipeline = this.#redis.pipeline()
-      for (const { key, vector } of valid) pipeline.set(key, vectorToBuffer(vector), 'EX', ttlSeconds)
-      return pipeline.exec()
-    }, remaining)
+    const reply = await settleWithin(() => this.#write(valid, ttlSeconds), remaining)
     if (!reply.ok || reply.value === null) {
       this.#failed('set', reply.ok ? new Error('pipeline discarded') : reply.error)
       return 0
     }
     this.#outage.recovered()
-    let written = 0
-    for (const [err] of reply.value) if (!err) written++
+    const written = reply.value.filter((err) => !err).length
     if (written < queued) this.#metrics.redisErrors.inc({ op: 'set' }, queued - written)
     return written
+  }
+
+  /** One error (or null) per entry: one pipeline on one Redis; per-node auto-pipelines on a cluster. */
+  async #write(entries: readonly CacheEntry[], ttlSeconds: number): Promise<Array<Error | null> | null> {
+    if (this.#redis.isCluster) {
+      return Promise.all(entries.map(({ key, vector }) => this.#redis.set(key, vectorToBuffer(vector), 'EX', ttlSeconds)
+        .then(() => null, (err: unknown) => (err instanceof Error ? err : new Error(String(err))))))
+    }
+    const pipeline = this.#redis.pipeline()
+    for (const { key, vector } of entries) pipeline.set(key, vectorToBuffer(vector), 'EX', ttlSeconds)
+    const replies = await pipeline.exec()
+    return replies === null ? null : replies.map(([err]) => err)
   }
 
   #dimOf(key: string): number | undefined {

@@ -1,4 +1,6 @@
-import { Redis, type RedisOptions } from 'ioredis'
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from 'ioredis'
+import type { Config } from '../config.ts'
+import { parseClusterSeeds } from './cluster-seeds.ts'
 
 // The ioredis settings the request path relies on (issue 6: Redis down at start, dying, returning).
 
@@ -30,4 +32,58 @@ export function createRedisClient(url: string, opts: RedisClientOptions = {}): R
     retryStrategy: reconnectDelay,
   }
   return new Redis(url, options)
+}
+
+/** One Redis (REDIS_URL) or a Redis Cluster (REDIS_CLUSTER_NODES); L2, the queue and the CLI take either. */
+export type CacheRedis = Redis | Cluster
+
+/**
+ * A Redis Cluster client with the same fail-fast rules: no offline queue, bounded reconnects.
+ * Routing (MOVED/ASK, slot refresh after a failover) is ioredis'; auto-pipelining groups the
+ * commands issued in one tick by the node that serves their slot, so one request's L2 reads go out
+ * as one pipeline per master, in parallel (DESIGN.md "Fleet mode").
+ */
+export function createClusterClient(seeds: string, opts: RedisClientOptions = {}): Cluster {
+  const s = parseClusterSeeds(seeds)
+  const options: ClusterOptions = {
+    enableOfflineQueue: false,
+    // The whole cluster unreachable: retry the seeds with the same bounded delays as one Redis.
+    clusterRetryStrategy: reconnectDelay,
+    // A dead master's slots are re-read this often; with node timeout + election, L2 hits on its
+    // slots come back within a few seconds of the replica's promotion.
+    slotsRefreshInterval: 2000,
+    slotsRefreshTimeout: 1000,
+    retryDelayOnFailover: 100,
+    enableAutoPipelining: true,
+    // Blocking reads (queue read loops) must not hold an auto-pipeline open.
+    autoPipeliningIgnoredCommands: ['xreadgroup', 'xread', 'blpop', 'brpop', 'bzpopmin', 'bzpopmax', 'blmove'],
+    redisOptions: {
+      maxRetriesPerRequest: 1,
+      connectTimeout: opts.connectTimeoutMs ?? 1000,
+      commandTimeout: opts.commandTimeoutMs ?? 2000,
+      ...(s.username ? { username: s.username } : {}),
+      ...(s.password !== undefined ? { password: s.password } : {}),
+      ...(s.tls ? { tls: {} } : {}),
+    },
+  }
+  return new Cluster(s.nodes.map((n) => ({ host: n.host, port: n.port })), options)
+}
+
+/** The configured client: a cluster, one Redis, or none (embedded mode). */
+export function createCacheRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): CacheRedis | undefined {
+  if (config.REDIS_CLUSTER_NODES) return createClusterClient(config.REDIS_CLUSTER_NODES)
+  if (config.REDIS_URL) return createRedisClient(config.REDIS_URL)
+  return undefined
+}
+
+export type RedisState = 'absent' | 'ready' | 'down'
+
+/**
+ * For /readyz. A cluster client stays 'ready' while one master fails over (its slots read as
+ * misses for a few seconds; L1 and OOV answer meanwhile), so the instance stays in rotation;
+ * it is 'down' only when no node of the cluster can be reached.
+ */
+export function redisState(redis: CacheRedis | null | undefined): RedisState {
+  if (!redis) return 'absent'
+  return redis.status === 'ready' ? 'ready' : 'down'
 }

@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
-import type { Redis } from 'ioredis'
-import type { Logger } from '../runtime.ts'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { Config } from '../config.ts'
+import { configPlugin } from '../plugins/index.ts'
 
 // Small helpers the operator commands share: option parsing, a stderr logger, waiting for Redis.
 
@@ -32,26 +33,51 @@ export function parseShard(value: string | undefined): Shard {
   return { index, count }
 }
 
-/** The runtime's logger for a command: warnings and errors as plain lines on stderr; info with --verbose. */
-export function stderrLogger(verbose: boolean): Logger {
-  const line = (level: string, o: object, m: string): void => {
-    const extra = Object.keys(o).length > 0 ? ` ${JSON.stringify(o)}` : ''
+/** A log call as the plugins make it: (object, message) or (message). */
+function lineWriter(level: string): (a: unknown, b?: unknown) => void {
+  return (a, b) => {
+    const [o, m] = typeof a === 'string' ? [{}, a] : [a ?? {}, typeof b === 'string' ? b : '']
+    const extra = typeof o === 'object' && Object.keys(o).length > 0 ? ` ${JSON.stringify(o)}` : ''
     process.stderr.write(`${level}: ${m}${extra}\n`)
-  }
-  return {
-    info: (o, m) => { if (verbose) line('info', o, m) },
-    warn: (o, m) => line('warn', o, m),
-    error: (o, m) => line('error', o, m),
   }
 }
 
+/** A command's logger: warnings and errors as plain lines on stderr; info with --verbose. */
+export function stderrLogger(verbose: boolean): FastifyBaseLogger {
+  const quiet = (): void => undefined
+  const logger: FastifyBaseLogger = {
+    level: verbose ? 'info' : 'warn',
+    fatal: lineWriter('fatal'), error: lineWriter('error'), warn: lineWriter('warn'),
+    info: verbose ? lineWriter('info') : quiet, debug: quiet, trace: quiet, silent: quiet,
+    child: () => logger,
+  }
+  return logger
+}
+
+/**
+ * A fastify app that never listens, for a command to register the plugins it needs on (config
+ * already registered). The caller closes it; each plugin closes its resource.
+ */
+export async function offlineApp(config: Config, log: FastifyBaseLogger): Promise<FastifyInstance> {
+  const app = Fastify({ loggerInstance: log, pluginTimeout: 120_000 })
+  await app.register(configPlugin, { config })
+  return app
+}
+
+/** What waitForRedis needs of a Redis or Redis Cluster client. */
+interface ReadyEvents {
+  readonly status: string
+  once(event: 'ready', listener: () => void): unknown
+  off(event: 'ready', listener: () => void): unknown
+}
+
 /** Resolves when the client is ready; throws a message naming the URL after `timeoutMs`. */
-export async function waitForRedis(redis: Redis, url: string, timeoutMs = 10_000): Promise<void> {
+export async function waitForRedis(redis: ReadyEvents, url: string, timeoutMs = 10_000): Promise<void> {
   if (redis.status === 'ready') return
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       redis.off('ready', onReady)
-      reject(new Error(`Redis at ${redactUrl(url)} is not reachable after ${timeoutMs} ms (status ${redis.status}); check --redis / REDIS_URL`))
+      reject(new Error(`Redis at ${redactUrl(url)} is not reachable after ${timeoutMs} ms (status ${redis.status}); check --redis / REDIS_URL / REDIS_CLUSTER_NODES`))
     }, timeoutMs)
     const onReady = (): void => { clearTimeout(timer); resolve() }
     redis.once('ready', onReady)

@@ -5,13 +5,13 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { loadConfig, type Config } from '../config.ts'
-import { createRuntime } from '../runtime.ts'
+import { loadConfig, usesRedis, type Config } from '../config.ts'
+import { predictPlugin, queuePlugin, registerEmbedding, headPlugin } from '../plugins/index.ts'
 import { LineSink } from '../batch/line-sink.ts'
 import { countRows, readRows } from '../batch/row-reader.ts'
 import { RowValidator } from '../batch/rows.ts'
 import { type ScoreSummary, emptySources, hitRate, score } from '../batch/score.ts'
-import { UsageError, intOption, parseShard, pct, stderrLogger, waitForRedis, writeJson, type Shard } from './common.ts'
+import { UsageError, intOption, offlineApp, parseShard, pct, stderrLogger, waitForRedis, writeJson, type Shard } from './common.ts'
 import type { Command } from './main.ts'
 import { Progress } from './progress.ts'
 
@@ -166,13 +166,20 @@ async function runSingle(v: Values, o: Opts): Promise<number> {
   const child = v.child === true
   // Nothing here consumes the queue; misses are queued only on request, for the servers sharing Redis.
   const enqueueMisses = v['enqueue-misses'] === true
-  if (enqueueMisses && !config.REDIS_URL && !child) process.stderr.write('warn: --enqueue-misses without Redis has no effect (no one consumes the in-process queue)\n')
-  const rt = await createRuntime(config, stderrLogger(v.verbose === true), { consume: false, enqueueMisses: enqueueMisses && config.REDIS_URL !== '' })
+  if (enqueueMisses && !usesRedis(config) && !child) process.stderr.write('warn: --enqueue-misses without Redis has no effect (no one consumes the in-process queue)\n')
+  const rt = await offlineApp(config, stderrLogger(v.verbose === true))
+  await registerEmbedding(rt)
+  await rt.register(headPlugin)
+  // Misses go to the shared queue only when asked and shared; nothing here consumes it.
+  const shareMisses = enqueueMisses && usesRedis(config)
+  if (shareMisses) await rt.register(queuePlugin)
+  await rt.register(predictPlugin, { misses: shareMisses ? 'queue' : 'nowhere' })
+  await rt.ready()
   const sink = LineSink.open(o.output)
   let progress: Progress | undefined
   let summary: Summary
   try {
-    if (rt.redis) await waitForRedis(rt.redis, config.REDIS_URL)
+    if (rt.redis) await waitForRedis(rt.redis, config.REDIS_URL || config.REDIS_CLUSTER_NODES)
     if (v.snapshot) {
       const m = rt.bundle.manifest
       const r = await rt.store.l1.loadSnapshot(v.snapshot, { versions: { image: m.encoders.image.version, text: m.encoders.text.version } })

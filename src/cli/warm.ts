@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util'
-import { loadConfig, type Config } from '../config.ts'
-import { createRuntime, type Runtime } from '../runtime.ts'
+import { loadConfig, usesRedis, type Config } from '../config.ts'
+import type { CacheRedis } from '../cache/redis-client.ts'
+import { registerEmbedding } from '../plugins/index.ts'
 import { countRows, readRows } from '../batch/row-reader.ts'
 import { RowValidator } from '../batch/rows.ts'
 import { type WarmSummary, failureRate, warm } from '../batch/warm.ts'
-import { UsageError, intOption, pct, rateOption, redactUrl, stderrLogger, waitForRedis, writeJson } from './common.ts'
+import { UsageError, intOption, offlineApp, pct, rateOption, redactUrl, stderrLogger, waitForRedis, writeJson } from './common.ts'
 import type { Command } from './main.ts'
 import { Progress } from './progress.ts'
 
@@ -61,20 +62,13 @@ function configFor(v: Record<string, string | boolean | undefined>): Config {
   return loadConfig(o)
 }
 
-/** Redis EXISTS for each key in one pipeline; any error reads as "not there" (retried). */
-function redisConfirm(rt: Runtime): ((keys: string[]) => Promise<boolean[]>) | undefined {
-  const redis = rt.redis
+/**
+ * Redis EXISTS for each key (one round trip: pipelined by the connection, per node on a cluster);
+ * any error reads as "not there" (retried).
+ */
+function redisConfirm(redis: CacheRedis | null): ((keys: string[]) => Promise<boolean[]>) | undefined {
   if (!redis) return undefined
-  return async (keys) => {
-    try {
-      const p = redis.pipeline()
-      for (const k of keys) p.exists(k)
-      const replies = (await p.exec()) ?? []
-      return keys.map((_, i) => replies[i]?.[0] === null && replies[i]?.[1] === 1)
-    } catch {
-      return keys.map(() => false)
-    }
-  }
+  return (keys) => Promise.all(keys.map((k) => redis.exists(k).then((n) => n === 1, () => false)))
 }
 
 function printSummary(s: WarmSummary, target: string, extra: string[]): void {
@@ -112,8 +106,8 @@ export const warmCommand: Command = {
       if (!values.input) throw new UsageError('--input is required')
       intOption('batch', values.batch, 1)
       const config = configFor(values)
-      if (!config.REDIS_URL && !config.L1_SNAPSHOT_PATH) {
-        throw new UsageError('nowhere to write: give --redis URL (or REDIS_URL) or --snapshot FILE (or L1_SNAPSHOT_PATH)')
+      if (!usesRedis(config) && !config.L1_SNAPSHOT_PATH) {
+        throw new UsageError('nowhere to write: give --redis URL (or REDIS_URL, REDIS_CLUSTER_NODES) or --snapshot FILE (or L1_SNAPSHOT_PATH)')
       }
       return await runWarm(values.input, config, {
         concurrency: intOption('concurrency', values.concurrency, 4 * config.EMBED_WORKERS + 4),
@@ -144,7 +138,10 @@ interface RunOptions {
 async function runWarm(input: string, config: Config, o: RunOptions): Promise<number> {
   const log = stderrLogger(o.verbose)
   const total = await countRows(input)
-  const rt = await createRuntime(config, log, { consume: false })
+  // Embedding only: no queue, no head, no routes.
+  const rt = await offlineApp(config, log)
+  await registerEmbedding(rt)
+  await rt.ready()
   const stop = new AbortController()
   const onSigint = (): void => {
     if (stop.signal.aborted) return
@@ -157,15 +154,16 @@ async function runWarm(input: string, config: Config, o: RunOptions): Promise<nu
   process.once('SIGINT', onSigint)
   let summary: WarmSummary
   const l1Before = rt.store.l1.size
-  const target = config.REDIS_URL ? `redis ${redactUrl(config.REDIS_URL)} (prefix ${config.REDIS_PREFIX})` : `L1 snapshot ${config.L1_SNAPSHOT_PATH}`
+  const target = config.REDIS_CLUSTER_NODES ? `redis cluster ${redactUrl(config.REDIS_CLUSTER_NODES)} (prefix ${config.REDIS_PREFIX})`
+    : config.REDIS_URL ? `redis ${redactUrl(config.REDIS_URL)} (prefix ${config.REDIS_PREFIX})` : `L1 snapshot ${config.L1_SNAPSHOT_PATH}`
   let progress: Progress | undefined
   try {
-    if (rt.redis) await waitForRedis(rt.redis, config.REDIS_URL)
+    if (rt.redis) await waitForRedis(rt.redis, config.REDIS_URL || config.REDIS_CLUSTER_NODES)
     const validator = new RowValidator(config)
     progress = new Progress({ label: 'warm', total, unit: 'rows', intervalMs: o.progressIntervalS * 1000 })
     const p = progress
     const fetchTimeout = config.IMAGE_FETCH_TIMEOUT_MS
-    const confirm = redisConfirm(rt)
+    const confirm = redisConfirm(rt.redis)
     summary = await warm(readRows(input), {
       lookup: (keys, deadline) => rt.store.lookup(keys, deadline),
       embedder: rt.embedder,
@@ -191,7 +189,7 @@ async function runWarm(input: string, config: Config, o: RunOptions): Promise<nu
   }
   const extra: string[] = []
   let code = 0
-  if (!config.REDIS_URL) {
+  if (!usesRedis(config)) {
     const expected = l1Before + summary.jobs.image.done + summary.jobs.text.done
     const evicted = Math.max(0, expected - rt.store.l1.size)
     if (evicted > 0) {

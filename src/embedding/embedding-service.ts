@@ -54,7 +54,10 @@ export class EmbeddingService {
     fresh.forEach((r, i) => {
       const p = batch.then((rs) => rs[i] as EmbedResult)
       this.inFlight.set(r.key, p)
-      void p.finally(() => this.inFlight.delete(r.key))
+      // Both outcomes end the flight; the rejection itself reaches the callers through `waiters`,
+      // so this chain must not reject unhandled (Node 20 exits on an unhandled rejection).
+      const done = (): void => { this.inFlight.delete(r.key) }
+      p.then(done, done)
     })
     return Promise.all(waiters.map((w) => (typeof w === 'number' ? batch.then((rs) => rs[w] as EmbedResult) : w)))
   }

@@ -3,7 +3,7 @@
 import { readlinkSync } from 'node:fs'
 import { setPriority } from 'node:os'
 import { parentPort, workerData } from 'node:worker_threads'
-import * as ort from 'onnxruntime-node'
+import { createSession, float32, int64, runFloat32 } from '../onnx/ort-backend.ts'
 import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer.ts'
 import { CtrError } from '../errors.ts'
@@ -29,20 +29,16 @@ function lowerPriority(nice: number): string | undefined {
 }
 const priorityWarning = lowerPriority(data.nice ?? 0)
 
-const session = await ort.InferenceSession.create(data.modelPath, {
-  intraOpNumThreads: data.intraOpThreads,
-  interOpNumThreads: 1,
-  executionMode: 'sequential',
-  graphOptimizationLevel: 'all',
-})
+const session = await createSession(data.modelPath, { threads: data.intraOpThreads })
+const output = { embeddings: data.outputName }
 const tokenizer: TitleTokenizer | undefined = data.kind === 'text'
   ? await loadTokenizer(data.tokenizerDir ?? '', data.maxLength ?? 32)
   : undefined
 
 async function runImage(n: number, tensor: Float32Array): Promise<Float32Array> {
   const [c, h, w] = data.imageShape ?? [3, 0, 0]
-  const out = await session.run({ [data.inputName]: new ort.Tensor('float32', tensor, [n, c, h, w]) })
-  return copyOut(out[data.outputName], n)
+  const out = await runFloat32(session, { [data.inputName]: float32(tensor, [n, c, h, w]) }, output, { embeddings: n * data.dim })
+  return new Float32Array(out.embeddings)
 }
 
 async function runText(titles: readonly string[]): Promise<{ embeddings: Float32Array; inputIds: number[][] }> {
@@ -53,11 +49,11 @@ async function runText(titles: readonly string[]): Promise<{ embeddings: Float32
   const inputIds = new BigInt64Array(n * len).fill(BigInt(data.padId ?? 0))
   const mask = new BigInt64Array(n * len)
   ids.forEach((row, i) => row.forEach((id, j) => { inputIds[i * len + j] = BigInt(id); mask[i * len + j] = 1n }))
-  const out = await session.run({
-    [data.inputName]: new ort.Tensor('int64', inputIds, [n, len]),
-    [data.maskName ?? 'attention_mask']: new ort.Tensor('int64', mask, [n, len]),
-  })
-  return { embeddings: copyOut(out[data.outputName], n), inputIds: ids }
+  const out = await runFloat32(session, {
+    [data.inputName]: int64(inputIds, [n, len]),
+    [data.maskName ?? 'attention_mask']: int64(mask, [n, len]),
+  }, output, { embeddings: n * data.dim })
+  return { embeddings: new Float32Array(out.embeddings), inputIds: ids }
 }
 
 // URL jobs are fetched, decoded and normalised here too, not on the request thread: at a few
@@ -102,12 +98,6 @@ async function runImageUrls(urls: readonly string[], deadline: number) {
   })
   const embeddings = embedded.length > 0 ? await runImage(embedded.length, batch) : new Float32Array(0)
   return { embeddings, embedded, failures, fetchReasons }
-}
-
-function copyOut(t: ort.Tensor | undefined, n: number): Float32Array {
-  if (!t || !(t.data instanceof Float32Array)) throw new Error(`encoder output ${data.outputName} missing or not float32`)
-  if (t.data.length !== n * data.dim) throw new Error(`encoder output has ${t.data.length} values, expected ${n}x${data.dim}`)
-  return new Float32Array(t.data)
 }
 
 port.on('message', (req: EncoderRequest) => {

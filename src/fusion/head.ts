@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import * as ort from 'onnxruntime-node'
+import { type Session, createSession, float32, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
 import type { Bundle } from '../bundle/load-bundle.ts'
 
 export interface HeadInputs {
@@ -26,7 +26,7 @@ export class Head {
   private buffers: { capacity: number; image: Float32Array; imageOov: Float32Array; text: Float32Array; textOov: Float32Array; fields: Float32Array } | undefined
   private chain: Promise<unknown> = Promise.resolve()
 
-  private constructor(private readonly session: ort.InferenceSession, private readonly bundle: Bundle) {}
+  private constructor(private readonly session: Session, private readonly bundle: Bundle) {}
 
   private inputs(n: number): HeadInputs {
     const m = this.bundle.manifest
@@ -66,12 +66,7 @@ export class Head {
   }
 
   static async load(bundle: Bundle, intraOpThreads: number): Promise<Head> {
-    const session = await ort.InferenceSession.create(join(bundle.dir, bundle.manifest.head.file), {
-      intraOpNumThreads: intraOpThreads,
-      interOpNumThreads: 1,
-      executionMode: 'sequential',
-      graphOptimizationLevel: 'all',
-    })
+    const session = await createSession(join(bundle.dir, bundle.manifest.head.file), { threads: intraOpThreads })
     return new Head(session, bundle)
   }
 
@@ -79,23 +74,18 @@ export class Head {
     const m = this.bundle.manifest
     const names = m.head.inputs
     const n = x.n
-    const feeds: Record<string, ort.Tensor> = {
-      [names.image]: new ort.Tensor('float32', x.image, [n, m.oov.image.dim]),
-      [names.image_oov]: new ort.Tensor('float32', x.imageOov, [n, 1]),
-      [names.text]: new ort.Tensor('float32', x.text, [n, m.oov.text.dim]),
-      [names.text_oov]: new ort.Tensor('float32', x.textOov, [n, 1]),
-      [names.fields]: new ort.Tensor('float32', x.fields, [n, this.bundle.fieldsDim]),
-    }
-    const out = await this.session.run(feeds)
-    const get = (name: string): Float32Array => {
-      const t = out[name]
-      if (!t || !(t.data instanceof Float32Array)) throw new Error(`head output ${name} missing or not float32`)
-      return t.data
-    }
-    return { k: m.mdn.k, pi: get(m.head.outputs.pi), mu: get(m.head.outputs.mu), sigma: get(m.head.outputs.sigma) }
+    const k = m.mdn.k
+    const out = await runFloat32(this.session, {
+      [names.image]: float32(x.image, [n, m.oov.image.dim]),
+      [names.image_oov]: float32(x.imageOov, [n, 1]),
+      [names.text]: float32(x.text, [n, m.oov.text.dim]),
+      [names.text_oov]: float32(x.textOov, [n, 1]),
+      [names.fields]: float32(x.fields, [n, this.bundle.fieldsDim]),
+    }, m.head.outputs, { pi: n * k, mu: n * k, sigma: n * k })
+    return { k, pi: out.pi, mu: out.mu, sigma: out.sigma }
   }
 
   async close(): Promise<void> {
-    await this.session.release()
+    await releaseSession(this.session)
   }
 }

@@ -69,3 +69,12 @@ export function parseJobKey(cacheKey: string): { modality: Modality; version: st
   if ((modality !== 'image' && modality !== 'text') || version.length === 0) return undefined
   return { modality, version }
 }
+
+/**
+ * SCAN MATCH pattern of one kind of partition key over every version and partition (admin tools,
+ * benches, tests): e.g. `kind = 'jobs'` matches every job-record hash. Braces are literal in
+ * Redis globs.
+ */
+export function partitionKeyPattern(prefix: string, kind: 'wait' | 'jobs' | 'delayed' | 'active', modality?: Modality): string {
+  return `${prefix}:q:{${modality ?? '*'}:*}:${kind}`
+}

@@ -12,18 +12,19 @@ declare module 'fastify' {
 const notShed = { pressureHandler: (): void => undefined }
 
 export default async function healthRoutes(app: FastifyInstance): Promise<void> {
-  const rt = app.runtime
   app.get('/healthz', { schema: { summary: 'Liveness' }, config: notShed }, async () => ({ status: 'ok' }))
   app.get('/readyz', { schema: { summary: 'Readiness: bundle loaded, Redis reachable when configured' } }, async (_req, reply) => {
-    const r = rt.readiness()
-    return reply.code(r.ready ? 200 : 503).send(r)
+    const m = app.bundle.manifest
+    const redis = app.redisState()
+    const ready = redis !== 'down'
+    return reply.code(ready ? 200 : 503).send({ ready, bundle: `${m.name}@${m.version}`, redis })
   })
   app.get('/metrics', { schema: { summary: 'Prometheus metrics', hide: false }, config: notShed }, async (_req, reply) => {
-    void reply.type(rt.metrics.registry.contentType)
-    return rt.metrics.registry.metrics()
+    void reply.type(app.metrics.registry.contentType)
+    return app.metrics.registry.metrics()
   })
   app.get('/model', { schema: { summary: 'Bundle name, version, encoders and the fields the model knows' } }, async () => {
-    const m = rt.bundle.manifest
+    const m = app.bundle.manifest
     return {
       name: m.name,
       version: m.version,

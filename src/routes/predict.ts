@@ -10,14 +10,14 @@ declare module 'fastify' {
 }
 
 export default async function predictRoutes(app: FastifyInstance): Promise<void> {
-  const rt = app.runtime
+  const { config, bundle, predict } = app
   app.decorateRequest('receivedAt', 0)
   app.addHook('onRequest', async (request) => { request.receivedAt = Date.now() })
   app.post<{ Body: PredictBody }>('/predict', {
     schema: {
       summary: 'CTR distributions for a list of candidate items',
-      body: predictBodySchema({ maxItems: rt.config.MAX_ITEMS }),
-      response: { 200: predictResponseSchema(rt.bundle.manifest) },
+      body: predictBodySchema({ maxItems: config.MAX_ITEMS }),
+      response: { 200: predictResponseSchema(bundle.manifest) },
     },
-  }, async (request) => rt.predict.predict(request.body, request.receivedAt))
+  }, async (request) => predict.predict(request.body, request.receivedAt))
 }

@@ -1,20 +1,22 @@
-import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns'
+import type { LookupAddress, LookupOptions } from 'node:dns'
 import { isIP, type LookupFunction } from 'node:net'
 import { Agent, buildConnector, errors as undiciErrors, request, type Dispatcher } from 'undici'
 import { CtrError } from '../../errors.ts'
 import {
-  DEFAULT_MAX_URL_LENGTH, checkAddress, checkResolved, checkUrl, createAddressPolicy, type AddressPolicy,
+  DEFAULT_MAX_URL_LENGTH, checkAddress, checkRedirect, checkResolved, checkUrl, createAllowList,
+  type AddressPolicy, type AllowList,
 } from './address-policy.ts'
+import { createHostResolver } from './resolve-host.ts'
 
 export interface ImageFetchOptions {
   /** Upper bound for one fetch, redirects included; the caller's deadline may end it sooner. */
   readonly timeoutMs: number
   readonly maxBytes: number
   readonly maxRedirects: number
-  /** Host names, IPs or CIDR ranges exempt from the address policy (IMAGE_ALLOWED_HOSTS). */
+  /** Host names, IPs or CIDR ranges, optionally `:port`, exempt from the address policy (IMAGE_ALLOWED_HOSTS). */
   readonly allowedHosts: readonly string[]
   readonly maxUrlLength?: number
-  /** Name resolution; defaults to the system resolver. Tests pass one to play DNS rebinding. */
+  /** Name resolution; defaults to /etc/hosts then c-ares (resolve-host.ts). Tests pass one to play DNS rebinding. */
   readonly resolve?: (hostname: string) => Promise<readonly LookupAddress[]>
 }
 
@@ -55,12 +57,6 @@ function discard(body: Dispatcher.ResponseData['body']): void {
   void body.dump({ limit: 16 * 1024 })
 }
 
-async function systemResolve(hostname: string): Promise<readonly LookupAddress[]> {
-  return new Promise((resolve, reject) => {
-    dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses)))
-  })
-}
-
 function guardedLookup(policy: AddressPolicy, resolve: NonNullable<ImageFetchOptions['resolve']>): LookupFunction {
   return (hostname: string, options: LookupOptions, callback) => {
     resolve(hostname).then(
@@ -80,11 +76,10 @@ function guardedLookup(policy: AddressPolicy, resolve: NonNullable<ImageFetchOpt
 }
 
 /** Checks literal IPs here and every resolved address in `lookup`, at connect time, for every connection. */
-function guardedConnector(policy: AddressPolicy, options: ImageFetchOptions): buildConnector.connector {
-  const base = buildConnector({
-    timeout: options.timeoutMs,
-    lookup: guardedLookup(policy, options.resolve ?? systemResolve),
-  })
+function guardedConnector(
+  policy: AddressPolicy, options: ImageFetchOptions, resolve: NonNullable<ImageFetchOptions['resolve']>,
+): buildConnector.connector {
+  const base = buildConnector({ timeout: options.timeoutMs, lookup: guardedLookup(policy, resolve) })
   return (opts, callback) => {
     const host = opts.hostname.replace(/^\[|\]$/g, '')
     if (isIP(host) !== 0) {
@@ -124,8 +119,15 @@ function classify(err: unknown, timedOut: boolean): FetchFailure {
   }
   const code = (err as NodeJS.ErrnoException | undefined)?.code
   if (code === 'ENOTFOUND') return new FetchFailure('dns', 'host not found', true, err)
-  if (code === 'EAI_AGAIN') return new FetchFailure('dns', 'name resolution failed', false, err)
+  if (code === 'EAI_AGAIN' || code === 'ETIMEOUT' || code === 'ESERVFAIL' || (code === 'ECONNREFUSED' && isDnsError(err))) {
+    return new FetchFailure('dns', 'name resolution failed', false, err)
+  }
   return new FetchFailure('connection', err instanceof Error ? err.message : String(err), false, err)
+}
+
+/** c-ares errors carry the name being resolved in `hostname` and a `syscall` such as `queryA`. */
+function isDnsError(err: unknown): boolean {
+  return typeof (err as { syscall?: unknown } | undefined)?.syscall === 'string' && String((err as { syscall: string }).syscall).startsWith('query')
 }
 
 /** Query strings often carry signatures or tokens; messages end up in logs. */
@@ -154,16 +156,20 @@ function statusFailure(status: number): FetchFailure {
   return new FetchFailure('http-other', `HTTP ${status}`, true)
 }
 
+/** One connection pool per set of exemptions that applies (bounded by the configuration's entries and ports). */
+type AgentFor = (policy: AddressPolicy) => Agent
+
 async function fetchOnce(
-  agent: Agent, policy: AddressPolicy, options: ImageFetchOptions, url: string, signal: AbortSignal, deadlineAt: number,
+  agentFor: AgentFor, list: AllowList, options: ImageFetchOptions, url: string, signal: AbortSignal, deadlineAt: number,
 ): Promise<FetchedImage> {
   let current = url
+  let judgedBy: AllowList | AddressPolicy = list
   for (let hop = 0; ; hop++) {
-    const checked = checkUrl(current, policy, options.maxUrlLength ?? DEFAULT_MAX_URL_LENGTH)
+    const checked = checkUrl(current, judgedBy, options.maxUrlLength ?? DEFAULT_MAX_URL_LENGTH)
     if (!checked.allowed) throw new FetchFailure('refused-url', checked.reason, true)
     const remaining = Math.max(1, deadlineAt - Date.now())
     const res = await request(checked.url, {
-      dispatcher: agent, method: 'GET', signal, headersTimeout: remaining, bodyTimeout: remaining,
+      dispatcher: agentFor(checked.policy), method: 'GET', signal, headersTimeout: remaining, bodyTimeout: remaining,
       headers: { accept: 'image/*', 'user-agent': 'ctrserve-image-fetch' },
     })
     if (REDIRECTS.has(res.statusCode)) {
@@ -174,7 +180,10 @@ async function fetchOnce(
       if (hop >= options.maxRedirects) {
         throw new FetchFailure('too-many-redirects', `more than ${options.maxRedirects} redirects`, true)
       }
-      current = new URL(target, checked.url).href
+      const next = checkRedirect(checked, target, judgedBy)
+      if (!next.allowed) throw new FetchFailure('refused-url', next.reason, true)
+      current = next.target
+      judgedBy = next.judgedBy
       continue
     }
     if (res.statusCode !== 200) {
@@ -199,8 +208,17 @@ async function fetchOnce(
 
 /** One guarded connection pool; reuse it across fetches and close it on shutdown. */
 export function createImageFetcher(options: ImageFetchOptions): ImageFetcher {
-  const policy = createAddressPolicy(options.allowedHosts)
-  const agent = new Agent({ connect: guardedConnector(policy, options), keepAliveTimeout: 4_000, pipelining: 1 })
+  const list = createAllowList(options.allowedHosts)
+  const resolve = options.resolve ?? createHostResolver({ timeoutMs: Math.max(50, Math.floor(options.timeoutMs / 2)) })
+  const agents = new Map<string, Agent>()
+  const agentFor: AgentFor = (policy) => {
+    let agent = agents.get(policy.key)
+    if (!agent) {
+      agent = new Agent({ connect: guardedConnector(policy, options, resolve), keepAliveTimeout: 4_000, pipelining: 1 })
+      agents.set(policy.key, agent)
+    }
+    return agent
+  }
   return {
     async fetch(url, { deadline, metrics }) {
       const deadlineAt = Math.min(deadline, Date.now() + options.timeoutMs)
@@ -209,7 +227,7 @@ export function createImageFetcher(options: ImageFetchOptions): ImageFetcher {
         Math.max(0, deadlineAt - Date.now()))
       try {
         if (deadlineAt <= Date.now()) throw new FetchFailure('timeout', 'deadline already passed', false)
-        return await fetchOnce(agent, policy, options, url, controller.signal, deadlineAt)
+        return await fetchOnce(agentFor, list, options, url, controller.signal, deadlineAt)
       } catch (err) {
         const failure = classify(err, controller.signal.aborted)
         metrics?.fetchFailures.inc({ reason: failure.reason })
@@ -219,7 +237,7 @@ export function createImageFetcher(options: ImageFetchOptions): ImageFetcher {
       }
     },
     async close() {
-      await agent.close()
+      await Promise.all([...agents.values()].map((a) => a.close()))
     },
   }
 }

@@ -4,8 +4,8 @@ import {
 } from './fetch-image.ts'
 import { preprocessImage, type ImageInputSpec, type PreprocessedImage, type PreprocessOptions } from './preprocess.ts'
 
-export { checkAddress, checkResolved, checkUrl, createAddressPolicy } from './address-policy.ts'
-export type { AddressPolicy, Decision, UrlDecision } from './address-policy.ts'
+export { checkAddress, checkResolved, checkUrl, createAllowList, policyForPort } from './address-policy.ts'
+export type { AddressPolicy, AllowList, Decision, UrlDecision } from './address-policy.ts'
 export { createImageFetcher, fetchImage } from './fetch-image.ts'
 export type { FetchFailureReason, FetchMetrics, FetchedImage, ImageFetchOptions, ImageFetcher } from './fetch-image.ts'
 export { DEFAULT_LIMIT_INPUT_PIXELS, configureSharp, pixelsSha256, preprocessImage } from './preprocess.ts'

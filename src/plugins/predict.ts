@@ -1,0 +1,34 @@
+import fp from 'fastify-plugin'
+import { FieldFeatures } from '../fusion/field-features.ts'
+import { PredictService } from '../predict/predict-service.ts'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The request path: keys → tiered lookup → misses by policy → one head run → distributions. */
+    predict: PredictService
+  }
+}
+
+export interface PredictPluginOptions {
+  /**
+   * Where misses go: 'queue' (default) puts them on the queue plugin's queue for background
+   * embedding; 'nowhere' drops them (offline scoring, whose misses nobody would consume).
+   */
+  readonly misses?: 'queue' | 'nowhere'
+}
+
+const dropMisses = { enqueue: async (): Promise<number> => 0 }
+
+export default fp<PredictPluginOptions>(async (app, opts) => {
+  const { config, bundle, store, embedder, fusionHead: head, metrics, keyOf, log } = app
+  const misses = opts.misses ?? 'queue'
+  if (misses === 'queue' && !app.hasDecorator('queue')) {
+    throw new Error("the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }")
+  }
+  app.decorate('predict', new PredictService({
+    bundle, store, embedder, head, metrics, keyOf, log,
+    queue: misses === 'queue' ? app.queue : dropMisses,
+    fields: new FieldFeatures(bundle),
+    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
+  }))
+}, { name: 'predict', dependencies: ['config', 'bundle', 'metrics', 'cache-store', 'encoders', 'head'] })
