@@ -226,7 +226,9 @@ test('redis queue: queues of two encoder versions on one Redis never hand a job 
 
 test('redis queue: a batch slower than the lease is renewed, not reclaimed: handled once', async (t) => {
   const h = harness(t)
-  const leaseMs = 300
+  // Short enough to expire several times over while the batch runs; long enough that a loaded
+  // machine (load average 20 on 2 cores seen here) still renews within it.
+  const leaseMs = 1_500
   const slow = await h.queue({ leaseMs })
   const other = await h.queue({ leaseMs })
   const j = h.job('slow')
@@ -238,9 +240,9 @@ test('redis queue: a batch slower than the lease is renewed, not reclaimed: hand
     await new Promise<void>((resolve) => { release = resolve })
     return batch.map(() => OK)
   }, { concurrency: 2, batchSize: 1, batchWaitMs: 0 })
-  const ro = recorder()
-  other.queue.start(ro.handler, { concurrency: 2, batchSize: 1, batchWaitMs: 0 })
   await until(() => seenSlow.length === 1)
+  const ro = recorder()
+  other.queue.start(ro.handler, { concurrency: 2, batchSize: 1, batchWaitMs: 0 }) // polls the partition from now on
   // Watch the lease expiry in Redis move forward three times, past the original lease.
   const active = h.keysOf(j).active
   const expiries: number[] = [Number(await h.admin.zscore(active, j.key))]

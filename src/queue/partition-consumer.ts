@@ -105,15 +105,18 @@ export class PartitionConsumer {
 
   private async loop(): Promise<void> {
     let failures = 0
+    let idle = 0
     while (!this.stopping()) {
       try {
         const { token, jobs } = await this.take()
         failures = 0
         if (jobs.length === 0) {
           if (this.mode === 'drain') return
-          await this.pause(this.deps.pollMs)
+          // An idle fleet polls less: pollMs, doubling to 4 × pollMs while nothing comes.
+          await this.pause(this.deps.pollMs * 2 ** Math.min(idle++, 2))
           continue
         }
+        idle = 0
         await this.run(token, jobs)
       } catch {
         if (this.stopping()) return

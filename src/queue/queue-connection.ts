@@ -8,6 +8,7 @@ export interface QueueConnection extends RedisCaller {
   readonly status: string
   disconnect(): void
   on(event: 'error', listener: (err: Error) => void): unknown
+  on(event: 'ready', listener: () => void): unknown
 }
 
 /**

@@ -60,6 +60,8 @@ export interface RedisQueueOptions {
 
 /** Jobs per ENQUEUE call: keeps one script's KEYS list and run time small. */
 const ENQUEUE_CHUNK = 200
+/** Client states before the first connection is up (ioredis). */
+const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped']])
 
 export function uniqueConsumerName(): string {
@@ -77,6 +79,9 @@ export class RedisQueue implements EmbedQueue {
   private lastDepth = 0
   private closed = false
   private closing: Promise<void> | undefined
+  private wasReady = false
+  /** Enqueues under way: close() lets them finish (each is bounded by about twice the enqueue timeout). */
+  private readonly sending = new Set<Promise<number>>()
 
   constructor(private readonly opts: RedisQueueOptions) {
     const p = opts.partitions ?? 8
@@ -84,6 +89,7 @@ export class RedisQueue implements EmbedQueue {
     this.consumerName = opts.consumerName ?? uniqueConsumerName()
     this.recent = new RecentKeys(opts.resendIntervalMs ?? 1_000, 100_000)
     this.producer = this.open()
+    this.producer.on('ready', () => { this.wasReady = true })
   }
 
   private open(): QueueConnection {
@@ -123,6 +129,16 @@ export class RedisQueue implements EmbedQueue {
   }
 
   async enqueue(jobs: readonly EmbedJob[]): Promise<number> {
+    const offer = this.offer(jobs)
+    this.sending.add(offer)
+    try {
+      return await offer
+    } finally {
+      this.sending.delete(offer)
+    }
+  }
+
+  private async offer(jobs: readonly EmbedJob[]): Promise<number> {
     const tally = new JobTally()
     try {
       if (jobs.length === 0) return 0
@@ -134,6 +150,7 @@ export class RedisQueue implements EmbedQueue {
         else groups.set(p, [...groups.get(p) ?? [], job])
       }
       if (groups.size === 0) return 0
+      if (this.producer.status !== 'ready') await this.firstConnect()
       if (this.producer.status !== 'ready') {
         // Known to be offline: fail at once rather than hold the request.
         this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' })
@@ -144,6 +161,17 @@ export class RedisQueue implements EmbedQueue {
     } finally {
       tally.flush(this.opts.metrics)
     }
+  }
+
+  /**
+   * The queue's connection is opened with the queue: the first enqueues of a process (a CLI run, a
+   * request right after start) wait for it, within the enqueue timeout. A connection that was
+   * ready and is now reconnecting is an outage: no wait.
+   */
+  private async firstConnect(): Promise<void> {
+    if (this.wasReady || !FIRST_CONNECT.has(this.producer.status)) return
+    const deadline = Date.now() + (this.opts.enqueueTimeoutMs ?? 250)
+    while (FIRST_CONNECT.has(this.producer.status) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
   }
 
   /**
@@ -285,6 +313,7 @@ export class RedisQueue implements EmbedQueue {
     this.closed = true
     clearInterval(this.depthTimer)
     await Promise.all(this.consumers.map((c) => c.stop(drain, timeoutMs)))
+    await Promise.allSettled([...this.sending])
     this.consumerConn?.disconnect()
     this.producer.disconnect()
   }
