@@ -180,6 +180,8 @@ test('ctrserve warm writes to the cluster and ctrserve score reads every vector 
   assert.deepEqual([w.jobs.image?.done, w.jobs.text?.done, w.jobs.image?.failed, w.jobs.text?.failed], [16, 16, 0, 0])
   const direct = c.client()
   t.after(async () => { direct.disconnect() })
+  // nodes('master') is empty until the client has loaded the slot map.
+  if (direct.status !== 'ready') await new Promise((resolve) => direct.once('ready', resolve))
   const perMaster = await Promise.all(direct.nodes('master').map(async (n) => (await n.keys(`${env.REDIS_PREFIX}:*`)).length))
   assert.equal(perMaster.reduce((a, b) => a + b, 0), 32)
   assert.ok(perMaster.every((n) => n > 0), `keys per master ${perMaster.join(', ')}`)

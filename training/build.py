@@ -1,6 +1,10 @@
-"""One command: generate data, train, export, calibrate, evaluate, write the bundle.
+"""One command: rows in, bundle out (train, export, calibrate, evaluate, write the bundle).
 
-    python -m training.build --out models/ctr-synth [--small]
+    python -m training.build --data rows.jsonl --fields fields.json --out models/my-model [--image-root DIR]
+    python -m training.build --out models/ctr-synth [--small]      # the synthetic world, same path
+
+Without `--data` the synthetic generator writes its world as rows first (`training.synth`), and the
+build reads them like any user's log.
 """
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -17,16 +21,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from sklearn.utils import murmurhash3_32
 
 from . import evaluate as ev
 from . import mdn, synth
-from .config import (BISECT_ITERS, BISECT_SPAN, FIELDS, FULL, GH_NODES, IMAGE_DIM, IMAGE_MEAN,
+from .config import (BISECT_ITERS, BISECT_SPAN, FULL, GH_NODES, IMAGE_DIM, IMAGE_MEAN,
                      IMAGE_SIZE, IMAGE_STD, MDN_K, QUANTILES, SMALL, SMALL_TRAIN, TEXT_DIM,
                      TEXT_MAX_LEN, DataConfig, TrainConfig)
 from .encoders import ImageEncoder, decode_image, encode_images, normalize, pixels_sha256
 from .export import export_head, export_image_encoder, export_text_encoder, max_abs_diff
 from .features import Featurizer, fields_emb_numpy, fit_edges
+from .fields import FieldSpec, infer_spec, load_spec
 from .hashing import hash_row
+from .images import ImageFetcher, content_key
+from .manifest_schema import check_manifest
+from .rows import Log, read_log
 from .tokenizer import encode, load_tokenizer, pad_batch, save_tokenizer, train_tokenizer
 from .train import CTRModel, Data, fit_spread_tau, predict, train
 
@@ -54,124 +63,176 @@ def write_jsonl(path: Path, rows) -> None:
 
 # ------------------------------------------------------------------------------------ data
 
-def cache_key(dcfg: DataConfig) -> str:
-    """Cached images/features are valid for one generator source + data config."""
-    src = (Path(__file__).parent / "synth.py").read_bytes() + repr(dcfg).encode()
-    return hashlib.sha256(src).hexdigest()[:12]
+SPLIT_SHARES = (0.76, 0.06, 0.09, 0.09)  # train / validation / calibration / test
+TRAIN, CALIB, TEST, VALID, SEEN = 0, 1, 2, 3, 4
 
 
-def prepare(dcfg: DataConfig, work: Path, pretrained: bool):
-    log(f"generating {dcfg.n_items} items, {dcfg.n_rows} rows (seed {dcfg.seed})")
-    world, items, rows = synth.generate(dcfg)
-    split = synth.split_items(dcfg, len(items))
-    img_dir = work / f"images_{cache_key(dcfg)}"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    pixels = np.zeros((len(items), IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
-    for i in range(len(items)):
-        p = img_dir / f"{items.ids[i]}.jpg"
-        if not p.exists():
-            synth.save_jpeg(synth.draw_image(items, i), p)
-        pixels[i] = decode_image(p)  # exactly the server's decode path
-    log(f"images drawn + decoded ({len(items)})")
-    enc = ImageEncoder(pretrained=pretrained)
-    feats_path = work / f"image_feats_{cache_key(dcfg)}_{int(pretrained)}.npy"
-    if feats_path.exists():
-        feats = np.load(feats_path)
+def synth_rows(dcfg: DataConfig, work: Path) -> Path:
+    """The synthetic world as rows on disk (reused while the generator and its config are unchanged)."""
+    key = hashlib.sha256((Path(__file__).parent / "synth.py").read_bytes() + repr(dcfg).encode()).hexdigest()[:12]
+    out = work / f"synth_{key}"
+    if not (out / "rows.jsonl").exists():
+        synth.write_world(dcfg, out, log)
+    return out / "rows.jsonl"
+
+
+def _unit(key: str, seed: int) -> float:
+    return murmurhash3_32(key, seed=seed, positive=True) / 2 ** 32
+
+
+def row_split(data: Log, how: str, seed: int = 5, seen_share: float = 0.08) -> np.ndarray:
+    """Per-row split codes: 0 train, 3 validation (early stopping), 1 calibration, 2 test, and for
+    `item` also 4 = a share of the training items' rows held out ("seen items, new rows").
+    `item`: by item id (test items are unseen); `time`: by timestamp (the latest rows are test);
+    `random`: by row."""
+    a, b, c, _ = np.cumsum(SPLIT_SHARES)
+    n = len(data)
+    if how == "item":
+        u_item = np.array([_unit(it["id"], seed) for it in data.items])
+        u = u_item[data.item]
+    elif how == "time":
+        if data.timestamp is None or np.isnan(data.timestamp).any():
+            raise ValueError("--split time needs a timestamp on every row")
+        u = np.empty(n)
+        u[np.argsort(data.timestamp, kind="stable")] = (np.arange(n) + 0.5) / n
+    elif how == "random":
+        u = np.random.default_rng(seed).random(n)
     else:
-        t = time.time()
-        feats = encode_images(enc, pixels)
-        np.save(feats_path, feats)
-        log(f"image features {feats.shape} in {time.time() - t:.0f}s")
-    return world, items, rows, split, pixels, enc, feats
+        raise ValueError(f"unknown split {how!r}")
+    split = np.where(u < a, TRAIN, np.where(u < b, VALID, np.where(u < c, CALIB, TEST)))
+    if how == "item":
+        v = np.random.default_rng(seed + 1).random(n)
+        split[(split == TRAIN) & (v < seen_share)] = SEEN
+    return split
 
 
-def row_split(split: np.ndarray, item: np.ndarray, seen_share: float = 0.08, seed: int = 5) -> np.ndarray:
-    """Per-row split: the item split, except that a share of the training items' rows is held out
-    as split 4 ("seen items, new rows"), the regime a server mostly scores in."""
-    r = split[item].copy()
-    u = np.random.default_rng(seed).random(len(item))
-    r[(r == 0) & (u < seen_share)] = 4
-    return r
+def image_features(enc: ImageEncoder, pixels: np.ndarray, has: np.ndarray, files, work: Path, pretrained: bool):
+    path = work / f"image_feats_{content_key(files)}_{int(pretrained)}.npy"
+    if path.exists():
+        return np.load(path)
+    t = time.time()
+    feats = np.zeros((len(pixels), IMAGE_DIM), np.float32)
+    idx = np.flatnonzero(has)
+    if len(idx):
+        feats[idx] = encode_images(enc, pixels[idx])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, feats)
+    log(f"image features {feats.shape} in {time.time() - t:.0f}s")
+    return feats
 
 
-def build_data(items, rows, split, feats, tok, feat: Featurizer, item_recs, ctx_recs) -> Data:
-    seqs = encode(tok, items.titles)
+def titles_of(data: Log) -> list[str]:
+    return [it.get("title") or "" for it in data.items]
+
+
+def build_data(data: Log, split: np.ndarray, feats, has_img, tok, feat: Featurizer) -> Data:
+    seqs = encode(tok, titles_of(data))
     ids, mask = pad_batch(seqs)
-    i_fields = feat.scope_arrays(item_recs, "item")
-    r_fields = feat.scope_arrays(ctx_recs, "context")
+    i_fields = feat.scope_arrays(data.items, "item")
+    r_fields = feat.scope_arrays(data.contexts, "context")
     T = torch.from_numpy
     return Data(
         i_img=T(feats), i_ids=T(ids), i_mask=T(mask),
-        i_has_title=torch.tensor([len(s) > 0 for s in seqs]),
+        i_has_title=torch.tensor([len(s) > 0 for s in seqs]), i_has_image=T(has_img),
         i_fields={k: T(v) for k, v in i_fields.items()},
-        r_item=T(rows.item), r_fields={k: T(v) for k, v in r_fields.items()},
-        r_n=T(rows.impressions), r_c=T(rows.clicks), r_split=T(row_split(split, rows.item)),
+        r_item=T(data.item), r_fields={k: T(v) for k, v in r_fields.items()},
+        r_n=T(data.impressions), r_c=T(data.clicks), r_split=T(split),
     )
 
 
 # ---------------------------------------------------------------------------------- bundle
 
-def hash_vectors(feat: Featurizer) -> list[dict]:
-    vals = ["p42", "pub0001", "cat07", "tag123", "en", "mobile", "US", "site07", "seg3", "a",
-            "é", "café", "naïve", "日本語", "東京", "🚀", "🔥🔥", "👩‍💻", "Ω≈ç√", " ", "  ", "\t",
-            "0", "-1", "null", "NaN", "a" * 200, "mixed Case", "ünïcödé ✓", "\u00a0", "tag\u0000x", ""]
+HASH_TEST_VALUES = ["p42", "pub0001", "cat07", "tag123", "en", "mobile", "US", "site07", "seg3", "a",
+                    "é", "café", "naïve", "日本語", "東京", "🚀", "🔥🔥", "👩‍💻", "Ω≈ç√", " ", "  ", "\t",
+                    "0", "-1", "null", "NaN", "a" * 200, "mixed Case", "ünïcödé ✓", "\u00a0", "tag\u0000x", ""]
+
+
+def hash_vectors(fields: list[FieldSpec]) -> list[dict]:
     out = []
-    cats = [f for f in FIELDS if f.type == "categorical"]
-    for i, v in enumerate(vals):
-        for f in (cats[i % len(cats)], cats[(i + 3) % len(cats)]):
+    cats = [f for f in fields if f.type == "categorical"]
+    if not cats:
+        return out
+    for i, v in enumerate(HASH_TEST_VALUES):
+        for f in {cats[i % len(cats)].name: cats[i % len(cats)], cats[(i + 3) % len(cats)].name: cats[(i + 3) % len(cats)]}.values():
             out.append({"field": f.name, "value": v, "row": hash_row(v, f.seed, f.rows)})
     return out
 
 
-def pick_parity(rng, items, split, n: int) -> list[int]:
-    test = np.flatnonzero(split == 2)
-    return sorted(rng.choice(test, size=min(n, len(test)), replace=False).tolist())
+def pick_parity(rng, data: Log, split: np.ndarray, has_img: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """(item, row) pairs: distinct test items with an image, each with the context of one of its rows."""
+    test_rows = np.flatnonzero(split == TEST)
+    test_rows = test_rows[rng.permutation(len(test_rows))]
+    chosen: dict[int, int] = {}
+    for r in test_rows:
+        i = int(data.item[r])
+        if has_img[i] and i not in chosen:
+            chosen[i] = int(r)
+            if len(chosen) == n:
+                break
+    return sorted(chosen.items())
 
 
-def perturb(rng, item: dict, context: dict) -> tuple[dict, dict, str]:
-    """Edge cases the server must handle identically: missing/empty/unicode values."""
+def _first(fields: list[FieldSpec], **want) -> FieldSpec | None:
+    return next((f for f in fields if all(getattr(f, k) == v for k, v in want.items())), None)
+
+
+def perturb(rng, fields: list[FieldSpec], item: dict, context: dict) -> tuple[dict, dict, str | None]:
+    """Edge cases the server must handle identically (missing/empty/unicode/duplicate/out-of-range
+    values), applied to whichever declared fields have the right kind."""
     item = json.loads(json.dumps(item))
     context = json.loads(json.dumps(context))
-    kind = rng.integers(0, 6)
-    if kind == 0:
-        item["categorical"]["tags"] = []
-        return item, context, "empty tags"
-    if kind == 1:
-        del item["numeric"]["age_hours"]
+    sect = lambda rec, f: rec.setdefault("categorical" if f.type == "categorical" else "numeric", {})  # noqa: E731
+    kind = int(rng.integers(0, 6))
+    multi = _first(fields, scope="item", type="categorical", multi=True)
+    cat = _first(fields, scope="item", type="categorical", multi=False)
+    num = _first(fields, scope="item", type="numeric")
+    ctx_cat = _first(fields, scope="context", type="categorical")
+    if kind == 0 and multi:
+        sect(item, multi)[multi.name] = []
+        return item, context, "empty multi-valued field"
+    if kind == 1 and num:
+        sect(item, num).pop(num.name, None)
         context["numeric"] = {}
         return item, context, "missing numeric"
-    if kind == 2:
-        item["categorical"]["publisher"] = "éditions 日本 🚀"
-        return item, context, "unicode publisher"
-    if kind == 3:
-        del context["categorical"]["device"]
-        item["categorical"]["language"] = ""
+    if kind == 2 and cat:
+        sect(item, cat)[cat.name] = "éditions 日本 🚀"
+        return item, context, "unicode categorical"
+    if kind == 3 and ctx_cat and cat:
+        sect(context, ctx_cat).pop(ctx_cat.name, None)
+        sect(item, cat)[cat.name] = ""
         return item, context, "missing/empty categorical"
-    if kind == 4:
-        item["categorical"]["tags"] = ["tag001", "tag001", "tag999"]
-        return item, context, "duplicate + unseen tags"
-    item["numeric"]["age_hours"] = 1e9
-    item["numeric"]["hist_ctr"] = -1.0
-    return item, context, "out-of-range numeric"
+    if kind == 4 and multi:
+        vals = sect(item, multi).get(multi.name) or ["x"]
+        sect(item, multi)[multi.name] = [vals[0], vals[0], "zz-never-seen"]
+        return item, context, "duplicate + unseen values"
+    if kind == 5 and num:
+        sect(item, num)[num.name] = 1e9
+        return item, context, "out-of-range numeric"
+    return item, context, None
+
+
+def _file_name(iid: str, i: int, src: Path) -> str:
+    stem = iid if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", iid) else f"item{i:06d}"
+    return stem + (src.suffix.lower() if src.suffix else ".img")
 
 
 @torch.no_grad()
 def make_parity(bundle: Path, model: CTRModel, enc: ImageEncoder, tok, feat: Featurizer, tables,
-                items, split, world, img_dir: Path, calib, n: int, seed: int):
+                data: Log, split, has_img, files, calib, n: int, seed: int):
     rng = np.random.default_rng(seed)
     pdir = bundle / "parity"
     (pdir / "images").mkdir(parents=True, exist_ok=True)
-    idx = pick_parity(rng, items, split, n)
-    ctxs = synth.make_contexts(len(idx), seed + 1, world)
+    picks = pick_parity(rng, data, split, has_img, n)
     recs, exp = [], []
     oov_img = model.oov_image.detach().numpy().astype(np.float32)
     oov_txt = model.oov_text.detach().numpy().astype(np.float32)
     img_emb, txt_emb, fld_emb, ids_list, shas = [], [], [], [], []
-    for j, i in enumerate(idx):
-        iid = items.ids[i]
-        shutil.copyfile(img_dir / f"{iid}.jpg", pdir / "images" / f"{iid}.jpg")
-        item = items.record(i, f"https://images.invalid/{iid}.jpg")
-        context = ctxs.record(j)
+    for i, r in picks:
+        iid = data.items[i]["id"]
+        name = _file_name(iid, i, files[i])
+        shutil.copyfile(files[i], pdir / "images" / name)
+        item = dict(data.items[i], image_url=f"https://images.invalid/{name}")
+        context = data.contexts[r]
         u = rng.random()
         image_oov = bool(u < 0.2)
         text_oov = bool(0.15 < u < 0.35)
@@ -181,8 +242,9 @@ def make_parity(bundle: Path, model: CTRModel, enc: ImageEncoder, tok, feat: Fea
             text_oov = True
             note = "empty title"
         if rng.random() < 0.12:
-            item, context, note = perturb(rng, item, context)
-        px = decode_image(pdir / "images" / f"{iid}.jpg")
+            item, context, note2 = perturb(rng, feat.fields, item, context)
+            note = note2 or note
+        px = decode_image(pdir / "images" / name)
         shas.append(pixels_sha256(px))
         e_img = oov_img if image_oov else enc(torch.from_numpy(normalize(px[None]))).numpy()[0]
         seq = encode(tok, [item["title"]])[0] if item.get("title") else []
@@ -196,14 +258,13 @@ def make_parity(bundle: Path, model: CTRModel, enc: ImageEncoder, tok, feat: Fea
         rows = feat.record_rows(item, context)
         img_emb.append(e_img)
         txt_emb.append(e_txt)
-        fld_emb.append(fields_emb_numpy(FIELDS, tables, rows))
+        fld_emb.append(fields_emb_numpy(feat.fields, tables, rows))
         ids_list.append(seq)
-        r = {"id": iid, "context": context, "item": item, "image_file": f"parity/images/{iid}.jpg",
-             "image_oov": image_oov, "text_oov": text_oov}
+        rec = {"id": iid, "context": context, "item": item, "image_file": f"parity/images/{name}",
+               "image_oov": image_oov, "text_oov": text_oov}
         if note:
-            r["note"] = note
-        recs.append(r)
-    n_ = len(idx)
+            rec["note"] = note
+        recs.append(rec)
     io = np.array([[float(r["image_oov"])] for r in recs], np.float32)
     to = np.array([[float(r["text_oov"])] for r in recs], np.float32)
     head_in = [np.stack(img_emb).astype(np.float32), io, np.stack(txt_emb).astype(np.float32), to,
@@ -213,7 +274,7 @@ def make_parity(bundle: Path, model: CTRModel, enc: ImageEncoder, tok, feat: Fea
     qs = {k: mdn.quantile(q, pi, mu, sigma) for k, q in QUANTILES.items()}
     mean = mdn.calibrate(raw, calib[0], calib[1])
     f64 = lambda a: [float(v) for v in np.asarray(a, np.float32).ravel()]  # noqa: E731
-    for j in range(n_):
+    for j in range(len(recs)):
         exp.append({"id": recs[j]["id"], "pixels_sha256": shas[j], "input_ids": ids_list[j],
                     "image_emb": f64(head_in[0][j]), "text_emb": f64(head_in[2][j]),
                     "fields_emb": f64(head_in[4][j]), "pi": f64(pi[j]), "mu": f64(mu[j]),
@@ -221,25 +282,30 @@ def make_parity(bundle: Path, model: CTRModel, enc: ImageEncoder, tok, feat: Fea
                     "quantiles": {k: float(v[j]) for k, v in qs.items()}, "mean": float(mean[j])})
     write_jsonl(pdir / "items.jsonl", recs)
     write_jsonl(pdir / "expected.jsonl", exp)
-    log(f"parity fixtures: {n_} items ({int(io.sum())} image OOV, {int(to.sum())} text OOV)")
+    log(f"parity fixtures: {len(recs)} items ({int(io.sum())} image OOV, {int(to.sum())} text OOV)")
     return head_in
 
 
-def write_sample(out: Path, items, world, img_dir: Path, n_items: int, n_ctx: int, seed: int) -> None:
+def write_sample(out: Path, data: Log, has_img, files, n_items: int, n_ctx: int, seed: int) -> None:
+    """Items (with their image files) and contexts of the log, for tests and benchmarks without PyTorch."""
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "images").mkdir(parents=True)
     rng = np.random.default_rng(seed)
-    idx = sorted(rng.choice(len(items), size=min(n_items, len(items)), replace=False).tolist())
+    with_img = np.flatnonzero(has_img)
+    idx = sorted(rng.choice(with_img, size=min(n_items, len(with_img)), replace=False).tolist())
+    recs = []
     for i in idx:
-        shutil.copyfile(img_dir / f"{items.ids[i]}.jpg", tmp / "images" / f"{items.ids[i]}.jpg")
-    write_jsonl(tmp / "items.jsonl", [items.record(i, f"images/{items.ids[i]}.jpg") for i in idx])
-    ctxs = synth.make_contexts(n_ctx, seed + 1, world)
-    write_jsonl(tmp / "contexts.jsonl", [ctxs.record(j) for j in range(n_ctx)])
+        name = _file_name(data.items[i]["id"], i, files[i])
+        shutil.copyfile(files[i], tmp / "images" / name)
+        recs.append(dict(data.items[i], image_url=f"images/{name}"))
+    write_jsonl(tmp / "items.jsonl", recs)
+    rows = rng.choice(len(data), size=min(n_ctx, len(data)), replace=False)
+    write_jsonl(tmp / "contexts.jsonl", [data.contexts[r] for r in rows])
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, out)
-    log(f"sample: {len(idx)} items, {n_ctx} contexts -> {out}")
+    log(f"sample: {len(idx)} items, {len(rows)} contexts -> {out}")
 
 
 def swap_in(tmp: Path, out: Path) -> None:
@@ -256,21 +322,53 @@ def swap_in(tmp: Path, out: Path) -> None:
 
 # ------------------------------------------------------------------------------------ main
 
-def main(argv=None) -> int:
+def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--name", default="ctr-synth", help="bundle name written to the manifest")
-    ap.add_argument("--small", action="store_true", help="tiny data, short training, random CNN weights")
-    ap.add_argument("--work", type=Path, default=None, help="cache dir (images, features)")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="training rows (JSONL, or .parquet); without it, the synthetic world's rows (training.synth)")
+    ap.add_argument("--fields", type=Path, default=None,
+                    help="field spec (training.fields writes a starting one); default: the one beside the synthetic rows, "
+                         "else inferred from --data")
+    ap.add_argument("--image-root", type=Path, default=None,
+                    help="folder that relative image_url paths are read from (default: the folder of --data)")
+    ap.add_argument("--split", choices=["item", "time", "random"], default="item",
+                    help="held-out rows: by item id (unseen items), by timestamp (latest rows), or by row")
+    ap.add_argument("--max-invalid", type=float, default=0.0,
+                    help="invalid rows allowed before the build stops: a share (< 1) or a count (>= 1); default none")
+    ap.add_argument("--name", default=None, help="bundle name written to the manifest (default: the --out folder name)")
+    ap.add_argument("--version", default=VERSION, help="bundle version written to the manifest")
+    ap.add_argument("--small", action="store_true", help="short training, random CNN weights (and a small synthetic world)")
+    ap.add_argument("--work", type=Path, default=None, help="cache dir (synthetic rows, fetched images, CNN features)")
     ap.add_argument("--sample-out", type=Path, default=None, help="write the committed sample here")
     ap.add_argument("--parity", type=int, default=None)
     ap.add_argument("--epochs-joint", type=int, default=None)
     ap.add_argument("--epochs-head", type=int, default=None)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads; 1 is fastest for these small ops, and far faster on a busy machine")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def load_inputs(args, work: Path):
+    """(log, fields, image root) from --data/--fields, or from the synthetic world's rows."""
+    data_path, fields_path = args.data, args.fields
+    if data_path is None:
+        data_path = synth_rows(SMALL if args.small else FULL, work)
+        fields_path = fields_path or data_path.parent / "fields.json"
+    data = read_log(data_path, max_invalid=args.max_invalid, report=sys.stdout)
+    log(f"rows: {len(data)} valid of {data.lines} ({len(data.invalid)} invalid), {len(data.items)} items"
+        + (", with oracle columns" if data.oracle is not None else ""))
+    if fields_path is not None:
+        fields = load_spec(fields_path)
+    else:
+        fields = infer_spec(zip(data.contexts, (data.items[i] for i in data.item)))
+        log("no --fields: using a spec inferred from the data (python -m training.fields writes one to edit)")
+    return data, fields, args.image_root or data_path.resolve().parent
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    dcfg = SMALL if args.small else FULL
     tcfg = SMALL_TRAIN if args.small else TrainConfig()
     if args.epochs_joint is not None:
         tcfg.epochs_joint = args.epochs_joint
@@ -279,53 +377,89 @@ def main(argv=None) -> int:
     n_parity = args.parity or (40 if args.small else 200)
     work = args.work or Path(__file__).resolve().parent / ".cache" / ("small" if args.small else "full")
     out = args.out.resolve()
+    name = args.name or out.name
     tmp = out.with_name(out.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
 
-    world, items, rows, split, pixels, enc, feats = prepare(dcfg, work, pretrained=not args.small)
-    train_items = np.flatnonzero(split == 0)
-    tok = train_tokenizer([items.titles[i] for i in train_items])
+    data, fields, image_root = load_inputs(args, work)
+    split = row_split(data, args.split)
+    log("split rows: " + ", ".join(f"{k} {int((split == v).sum())}" for k, v in
+                                   (("train", TRAIN), ("validation", VALID), ("calibration", CALIB), ("test", TEST), ("seen", SEEN))))
+    fetcher = ImageFetcher(image_root, work / "image_cache")
+    pixels, has_img, files = fetcher.load([it.get("image_url") for it in data.items], log)
+    enc = ImageEncoder(pretrained=not args.small)
+    feats = image_features(enc, pixels, has_img, files, work, pretrained=not args.small)
+
+    tr_rows = np.flatnonzero(split == TRAIN)
+    train_items = np.unique(data.item[tr_rows])
+    tok = train_tokenizer([titles_of(data)[i] for i in train_items])
     save_tokenizer(tok, tmp / "tokenizer")
     tok = load_tokenizer(tmp / "tokenizer")  # use exactly the saved file from here on
     log(f"tokenizer: vocab {tok.get_vocab_size()}")
 
-    item_recs = [items.record(i, "") for i in range(len(items))]
-    ctx_recs = [rows.ctx.record(j) for j in range(len(rows.item))]
-    tr_rows = np.flatnonzero(split[rows.item] == 0)
-    edges = fit_edges([item_recs[i] for i in train_items], [ctx_recs[j] for j in tr_rows[:50_000]])
-    feat = Featurizer(FIELDS, edges)
-    data = build_data(items, rows, split, feats, tok, feat, item_recs, ctx_recs)
-    img_mean = feats[train_items].mean(0)
-    img_std = np.maximum(feats[train_items].std(0), 0.05)
-    model = CTRModel(tok.get_vocab_size(), feat.table_rows, img_mean, img_std)
-    train(model, data, tcfg, log, seed=dcfg.seed % 1000)
+    edges = fit_edges(fields, [data.items[i] for i in train_items], [data.contexts[j] for j in tr_rows[:50_000]])
+    feat = Featurizer(fields, edges)
+    tensors = build_data(data, split, feats, has_img, tok, feat)
+    img_items = train_items[has_img[train_items]]
+    img_mean = feats[img_items].mean(0) if len(img_items) else np.zeros(IMAGE_DIM, np.float32)
+    img_std = np.maximum(feats[img_items].std(0), 0.05) if len(img_items) else np.ones(IMAGE_DIM, np.float32)
+    model = CTRModel(tok.get_vocab_size(), fields, feat.table_rows, img_mean, img_std)
+    train(model, tensors, tcfg, log, seed=7)
 
     # ---- spread temperature + isotonic calibration on the held-out calibration split
-    va = torch.nonzero(data.r_split == 1).squeeze(1)
-    tau = fit_spread_tau(model, data, va, log)
-    pi, mu, sg = predict(model, data, va)
+    va = torch.nonzero(tensors.r_split == CALIB).squeeze(1)
+    fit_spread_tau(model, tensors, va, log)
+    pi, mu, sg = predict(model, tensors, va)
     raw_va, _ = mdn.moments(pi, mu, sg)
-    cx, cy = ev.fit_isotonic(raw_va, rows.clicks[va.numpy()], rows.impressions[va.numpy()])
+    cx, cy = ev.fit_isotonic(raw_va, data.clicks[va.numpy()], data.impressions[va.numpy()])
     log(f"isotonic calibration: {len(cx)} knots")
 
     # ---- export
     tables = model.tables.export_arrays()
     (tmp / "tables").mkdir()
-    for name, arr in tables.items():
-        arr.astype("<f4").tofile(tmp / "tables" / f"{name}.f32")
+    for fname, arr in tables.items():
+        arr.astype("<f4").tofile(tmp / "tables" / f"{fname}.f32")
     (tmp / "oov").mkdir()
-    oov_img = model.oov_image.detach().numpy().astype("<f4")
-    oov_txt = model.oov_text.detach().numpy().astype("<f4")
-    oov_img.tofile(tmp / "oov" / "image.f32")
-    oov_txt.tofile(tmp / "oov" / "text.f32")
+    model.oov_image.detach().numpy().astype("<f4").tofile(tmp / "oov" / "image.f32")
+    model.oov_text.detach().numpy().astype("<f4").tofile(tmp / "oov" / "text.f32")
 
+    test_items = np.unique(data.item[split == TEST])
+    diffs = export_encoders(tmp, enc, model, tok, pixels, has_img, data, test_items)
+    head_in = make_parity(tmp, model, enc, tok, feat, tables, data, split, has_img, files, (cx, cy),
+                          n_parity, seed=31)
+    export_head(model.head, tmp / "head.onnx", head_in)
+    names = ["image_emb", "image_oov", "text_emb", "text_oov", "fields_emb"]
+    diffs["head"] = max(max_abs_diff(model.head, tmp / "head.onnx", {k: v[:b] for k, v in zip(names, head_in)})
+                        for b in (1, 3, len(head_in[0])))
+    log("onnx vs pytorch max abs diff: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
+
+    # ---- evaluation report
+    from .report import run_report
+    run_report(tmp / "report", model, tensors, data, feat, (cx, cy), diffs, fetcher.failures, log)
+
+    # ---- sample for the TypeScript side
+    if args.sample_out:
+        write_sample(args.sample_out.resolve(), data, has_img, files,
+                     150 if args.small else 1500, 30 if args.small else 200, seed=41)
+
+    manifest = make_manifest(tmp, name, args.version, feat, edges, (cx, cy), diffs)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    total = sum(v["bytes"] for v in manifest["files"].values())
+    swap_in(tmp, out)
+    log(f"bundle written to {out} ({total / 1e6:.1f} MB); build took {time.time() - T0:.0f}s")
+    return 0
+
+
+def export_encoders(tmp: Path, enc, model, tok, pixels, has_img, data: Log, test_items) -> dict:
     diffs = {}
-    sample_px = normalize(pixels[np.flatnonzero(split == 2)[:16]])
+    with_img = test_items[has_img[test_items]]
+    px_idx = with_img[:16] if len(with_img) else np.flatnonzero(has_img)[:16]
+    sample_px = normalize(pixels[px_idx] if len(px_idx) else pixels[:1])
     export_image_encoder(enc, tmp / "image_encoder.onnx", sample_px)
     diffs["image_encoder"] = max(max_abs_diff(enc, tmp / "image_encoder.onnx", {"pixels": sample_px[:b]})
                                  for b in (1, 5, 16))
-    seqs = encode(tok, [items.titles[i] for i in np.flatnonzero(split == 2)[:64]])
+    seqs = [s for s in encode(tok, [titles_of(data)[i] for i in test_items[:64]]) if s] or [[1]]
     ids, mask = pad_batch(seqs)
     export_text_encoder(model.text, tmp / "text_encoder.onnx", ids, mask)
     td = []
@@ -336,30 +470,15 @@ def main(argv=None) -> int:
             s_mask = np.pad(s_mask, ((0, 0), (0, extra)))
         td.append(max_abs_diff(model.text, tmp / "text_encoder.onnx", {"input_ids": s_ids, "attention_mask": s_mask}))
     diffs["text_encoder"] = max(td)
+    return diffs
 
-    head_in = make_parity(tmp, model, enc, tok, feat, tables, items, split, world, work / f"images_{cache_key(dcfg)}",
-                          (cx, cy), n_parity, dcfg.seed + 11)
-    export_head(model.head, tmp / "head.onnx", head_in)
-    names = ["image_emb", "image_oov", "text_emb", "text_oov", "fields_emb"]
-    diffs["head"] = max(max_abs_diff(model.head, tmp / "head.onnx", {k: v[:b] for k, v in zip(names, head_in)})
-                        for b in (1, 3, len(head_in[0])))
-    log("onnx vs pytorch max abs diff: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
 
-    # ---- evaluation report
-    from .report import run_report
-    report = run_report(tmp / "report", model, data, rows, items, split, feat, (cx, cy), diffs, log)
-
-    # ---- sample for the TypeScript side
-    if args.sample_out:
-        write_sample(args.sample_out.resolve(), items, world, work / f"images_{cache_key(dcfg)}",
-                     150 if args.small else 1500, 30 if args.small else 200, dcfg.seed + 21)
-
-    # ---- manifest
+def make_manifest(tmp: Path, name: str, version: str, feat: Featurizer, edges, calib, diffs) -> dict:
     gh_x, gh_w = mdn.gauss_hermite(GH_NODES)
     img_sha = sha256_file(tmp / "image_encoder.onnx")
     txt_sha = sha256_file(tmp / "text_encoder.onnx")
     fields = []
-    for f in FIELDS:
+    for f in feat.fields:
         e = {"name": f.name, "scope": f.scope, "type": f.type, "multi": f.multi}
         if f.type == "categorical":
             e["hash"] = {"algo": "murmur3_x86_32", "seed": f.seed}
@@ -373,7 +492,7 @@ def main(argv=None) -> int:
             rel = p.relative_to(tmp).as_posix()
             files[rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest = {
-        "format": 1, "name": args.name, "version": VERSION,
+        "format": 1, "name": name, "version": version,
         "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "files": files,
         "encoders": {
@@ -397,20 +516,17 @@ def main(argv=None) -> int:
         "oov": {"image": {"file": "oov/image.f32", "dim": IMAGE_DIM},
                 "text": {"file": "oov/text.f32", "dim": TEXT_DIM}},
         "fields": fields,
-        "hash_test_vectors": hash_vectors(feat),
+        "hash_test_vectors": hash_vectors(feat.fields),
         "mdn": {"k": MDN_K, "gauss_hermite": {"nodes": [float(v) for v in gh_x], "weights": [float(v) for v in gh_w]},
                 "quantiles": QUANTILES,
                 "bisection": {"iterations": BISECT_ITERS, "span_sigmas": BISECT_SPAN}},
-        "calibration": {"x": cx, "y": cy},
+        "calibration": {"x": calib[0], "y": calib[1]},
         "parity": {"dir": "parity", "items": "parity/items.jsonl", "expected": "parity/expected.jsonl"},
         "report": "report/report.md",
         "onnx_vs_pytorch_max_abs_diff": diffs,
     }
-    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    total = sum(v["bytes"] for v in files.values())
-    swap_in(tmp, out)
-    log(f"bundle written to {out} ({total / 1e6:.1f} MB); build took {time.time() - T0:.0f}s")
-    return 0
+    check_manifest(manifest)
+    return manifest
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""Constants of the synthetic world and the model. Everything the server needs is copied into
-the bundle manifest from here, so TypeScript never hard-codes any of it."""
+"""Constants of the model and the synthetic world's size. Everything the server needs is copied into
+the bundle manifest from here, so TypeScript never hard-codes any of it. Fields come from the field
+spec (`training/fields.py`), never from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -27,34 +28,6 @@ BISECT_ITERS = 100
 BISECT_SPAN = 10.0      # bracket = [min(mu - 10 sigma), max(mu + 10 sigma)]
 
 
-@dataclass(frozen=True)
-class FieldSpec:
-    name: str
-    scope: str            # "item" | "context"
-    type: str             # "categorical" | "numeric"
-    dim: int
-    multi: bool = False
-    seed: int = 0
-    rows: int = 0         # hashed tables; numeric rows come from the fitted edges
-    bins: int = 0         # numeric: target number of equal-frequency bins
-
-
-# Order = concatenation order of fields_emb.
-FIELDS: list[FieldSpec] = [
-    FieldSpec("publisher", "item", "categorical", 16, seed=17, rows=4096),
-    FieldSpec("category", "item", "categorical", 8, seed=23, rows=256),
-    FieldSpec("tags", "item", "categorical", 8, multi=True, seed=29, rows=1024),
-    FieldSpec("language", "item", "categorical", 4, seed=31, rows=64),
-    FieldSpec("age_hours", "item", "numeric", 8, bins=16),
-    FieldSpec("hist_ctr", "item", "numeric", 8, bins=16),
-    FieldSpec("title_len", "item", "numeric", 4, bins=8),
-    FieldSpec("device", "context", "categorical", 4, seed=37, rows=16),
-    FieldSpec("country", "context", "categorical", 8, seed=41, rows=128),
-    FieldSpec("site", "context", "categorical", 8, seed=43, rows=256),
-    FieldSpec("segment", "context", "categorical", 8, seed=47, rows=64),
-    FieldSpec("hour", "context", "numeric", 8, bins=24),
-]
-FIELDS_DIM = sum(f.dim for f in FIELDS)
 
 
 @dataclass(frozen=True)

@@ -135,14 +135,20 @@ def write_report(out: Path, metrics: dict, plots: dict) -> None:
     lim = max(max(np.max(v[0]) for v in plots["reliability"].values()), 0.01) * 1.05
     ax.plot([0, lim], [0, lim], "k:", lw=1)
     ax.set(xlabel="predicted CTR (impression-weighted bin mean)", ylabel="observed CTR",
-           title="Reliability, 20 equal-mass bins (unseen items)")
+           title="Reliability, 20 equal-mass bins (test split)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "reliability.png", dpi=110)
     plt.close(fig)
 
+    if "pit" in plots:
+        _pit_plot(plt, out, plots["pit"])
+    _auc_plot(plt, out, plots["auc"])
+    _coverage_plot(plt, out, plots["coverage"], plots.get("coverage_of", "p*"))
+
+
+def _pit_plot(plt, out: Path, h) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    h = plots["pit"]
     ax.bar(np.arange(len(h)) / len(h), h, width=1 / len(h), align="edge", edgecolor="k")
     ax.axhline(1.0, color="r", ls=":")
     ax.set(xlabel="PIT = F_model(z*)", ylabel="density", title="PIT histogram of p* (unseen items)")
@@ -150,25 +156,28 @@ def write_report(out: Path, metrics: dict, plots: dict) -> None:
     fig.savefig(out / "pit.png", dpi=110)
     plt.close(fig)
 
+
+def _auc_plot(plt, out: Path, aucs: dict) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    names = list(plots["auc"].keys())
-    vals = [plots["auc"][k] for k in names]
+    names = list(aucs.keys())
+    vals = [aucs[k] for k in names]
     ax.barh(names, vals)
     ax.set_xlim(min(vals) - 0.03, max(vals) + 0.01)
     for i, v in enumerate(vals):
         ax.text(v, i, f" {v:.4f}", va="center")
-    ax.set(xlabel="AUC (impression-level)", title="AUC (unseen items unless noted)")
+    ax.set(xlabel="AUC (impression-level)", title="AUC (test split unless noted)")
     fig.tight_layout()
     fig.savefig(out / "auc.png", dpi=110)
     plt.close(fig)
 
+
+def _coverage_plot(plt, out: Path, cov: dict, of: str) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    cov = plots["coverage"]
     x = np.arange(len(cov))
     ax.bar(x - 0.2, [v[0] for v in cov.values()], 0.4, label="nominal")
     ax.bar(x + 0.2, [v[1] for v in cov.values()], 0.4, label="model")
     ax.set_xticks(x, list(cov.keys()))
-    ax.set(ylim=(0, 1), title="Interval coverage of p*")
+    ax.set(ylim=(0, 1), title=f"Interval coverage of {of}")
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "coverage.png", dpi=110)

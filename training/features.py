@@ -5,7 +5,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import FIELDS, FieldSpec
+from .fields import FieldSpec
 from .hashing import equal_frequency_edges, hash_row, numeric_row
 
 MAX_TAGS = 8
@@ -62,13 +62,13 @@ def _hash(v, seed: int, rows: int) -> int:
     return hash_row(v, seed, rows)
 
 
-def fit_edges(item_records: list[dict], context_records: list[dict]) -> dict[str, list[float]]:
+def fit_edges(fields: list[FieldSpec], item_records: list[dict], context_records: list[dict]) -> dict[str, list[float]]:
     edges = {}
-    for f in FIELDS:
+    for f in fields:
         if f.type != "numeric":
             continue
         recs = item_records if f.scope == "item" else context_records
-        edges[f.name] = equal_frequency_edges([r["numeric"].get(f.name) for r in recs], f.bins)
+        edges[f.name] = equal_frequency_edges([(r.get("numeric") or {}).get(f.name) for r in recs], f.bins)
     return edges
 
 

@@ -7,14 +7,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import FIELDS, FIELDS_DIM, IMAGE_DIM, MDN_K, TEXT_DIM, FieldSpec
+from .config import IMAGE_DIM, MDN_K, TEXT_DIM
+from .fields import FieldSpec
 
 
 class Head(nn.Module):
     """Exported alone as head.onnx. Inputs are exactly what the server assembles."""
 
-    def __init__(self, img_mean: np.ndarray, img_std: np.ndarray, k: int = MDN_K,
-                 fields_dim: int = FIELDS_DIM, hidden: int = 256, dropout: float = 0.2):
+    def __init__(self, img_mean: np.ndarray, img_std: np.ndarray, fields_dim: int, k: int = MDN_K,
+                 hidden: int = 256, dropout: float = 0.2):
         super().__init__()
         self.k = k
         self.register_buffer("img_mean", torch.as_tensor(img_mean, dtype=torch.float32))
@@ -52,24 +53,25 @@ class FieldTables(nn.Module):
     def __init__(self, fields: list[FieldSpec], rows: dict[str, int]):
         super().__init__()
         self.fields = fields
-        self.tables = nn.ModuleDict({f.name: nn.Embedding(rows[f.name], f.dim) for f in fields})
-        for t in self.tables.values():
+        # Keyed by position: field names may hold '.', which ModuleDict keys may not.
+        self.tables = nn.ModuleList([nn.Embedding(rows[f.name], f.dim) for f in fields])
+        for t in self.tables:
             nn.init.normal_(t.weight, 0, 0.1)
 
     def forward(self, ids: dict[str, torch.Tensor]) -> torch.Tensor:
         parts = []
-        for f in self.fields:
+        for f, table in zip(self.fields, self.tables):
             x = ids[f.name]
             if f.multi:  # x: [B, T] rows, -1 = no value (padding)
                 valid = (x >= 0).to(torch.float32)
-                e = self.tables[f.name](x.clamp(min=0)) * valid.unsqueeze(-1)
+                e = table(x.clamp(min=0)) * valid.unsqueeze(-1)
                 parts.append(e.sum(1) / valid.sum(1, keepdim=True).clamp(min=1.0))
             else:
-                parts.append(self.tables[f.name](x))
+                parts.append(table(x))
         return torch.cat(parts, dim=1)
 
     def export_arrays(self) -> dict[str, np.ndarray]:
-        return {n: t.weight.detach().cpu().numpy().astype(np.float32) for n, t in self.tables.items()}
+        return {f.name: t.weight.detach().cpu().numpy().astype(np.float32) for f, t in zip(self.fields, self.tables)}
 
 
 def mixture_binomial_nll(pi, mu, sigma, clicks, impressions, nodes, weights) -> torch.Tensor:

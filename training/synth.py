@@ -7,14 +7,21 @@ clicks ~ Binomial(impressions, p*). `m`, `s` and `p*` are kept for evaluation.
 """
 from __future__ import annotations
 
+import argparse
 import colorsys
+import json
 import math
+import os
+import shutil
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .config import IMAGE_SIZE, DataConfig
+from .config import FULL, IMAGE_SIZE, SMALL, DataConfig
+from .fields import FieldSpec, save_spec
 
 N_TOPICS = 12
 N_CATEGORIES = 30
@@ -37,6 +44,23 @@ SYLL = ["ka", "lo", "mi", "ren", "tor", "va", "quin", "sel", "bar", "dun", "fe",
         "jis", "ko", "lum", "mar", "nix", "ost", "pra", "ru", "sto", "tel", "ur", "vin", "wex",
         "yo", "zen", "cha", "dre"]
 UNICODE_EXTRAS = ["café", "naïve", "über", "niño", "東京", "🚀", "🔥", "データ", "½"]
+
+
+# The synthetic world's field spec (written beside its rows as fields.json). Order = fields_emb order.
+SYNTH_FIELDS: list[FieldSpec] = [
+    FieldSpec("publisher", "item", "categorical", 16, seed=17, rows=4096),
+    FieldSpec("category", "item", "categorical", 8, seed=23, rows=256),
+    FieldSpec("tags", "item", "categorical", 8, multi=True, seed=29, rows=1024),
+    FieldSpec("language", "item", "categorical", 4, seed=31, rows=64),
+    FieldSpec("age_hours", "item", "numeric", 8, bins=16),
+    FieldSpec("hist_ctr", "item", "numeric", 8, bins=16),
+    FieldSpec("title_len", "item", "numeric", 4, bins=8),
+    FieldSpec("device", "context", "categorical", 4, seed=37, rows=16),
+    FieldSpec("country", "context", "categorical", 8, seed=41, rows=128),
+    FieldSpec("site", "context", "categorical", 8, seed=43, rows=256),
+    FieldSpec("segment", "context", "categorical", 8, seed=47, rows=64),
+    FieldSpec("hour", "context", "numeric", 8, bins=24),
+]
 
 
 def _word(rng: np.random.Generator) -> str:
@@ -325,3 +349,43 @@ def generate(cfg: DataConfig):
     items = make_items(cfg, world)
     rows = make_rows(cfg, world, items)
     return world, items, rows
+
+
+# ------------------------------------------------------------------------------- rows on disk
+
+def write_world(cfg: DataConfig, out: Path, log=print) -> Path:
+    """The synthetic world as training rows (`rows.jsonl`, images under `images/`, `fields.json`),
+    with the oracle (m, s, z of each row) beside the labels for evaluation. Returns the rows path."""
+    world, items, rows = generate(cfg)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    for i in range(len(items)):
+        save_jpeg(draw_image(items, i), tmp / "images" / f"{items.ids[i]}.jpg")
+    recs = [items.record(i, f"images/{items.ids[i]}.jpg") for i in range(len(items))]
+    with open(tmp / "rows.jsonl", "w", encoding="utf-8") as f:
+        for r in range(len(rows.item)):
+            row = {"context": rows.ctx.record(r), "item": recs[rows.item[r]],
+                   "impressions": int(rows.impressions[r]), "clicks": int(rows.clicks[r]),
+                   "oracle": {"m": round(float(rows.m[r]), 6), "s": round(float(rows.s[r]), 6),
+                              "z": round(float(rows.z[r]), 6)}}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    save_spec(SYNTH_FIELDS, tmp / "fields.json")
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out)
+    log(f"synthetic world: {len(items)} items, {len(rows.item)} rows -> {out}")
+    return out / "rows.jsonl"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Write the synthetic world as training rows.")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--small", action="store_true", help="a few hundred items (tests)")
+    args = ap.parse_args(argv)
+    write_world(SMALL if args.small else FULL, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import FIELDS, GH_TRAIN_NODES, IMAGE_DIM, TEXT_DIM, TrainConfig
+from .config import GH_TRAIN_NODES, IMAGE_DIM, TEXT_DIM, TrainConfig
 from .encoders import TextEncoder
+from .fields import FieldSpec
 from .model import FieldTables, Head, mixture_binomial_nll
 
 
@@ -23,6 +24,7 @@ class Data:
     i_ids: torch.Tensor                  # [N_items, L] token ids, right padded
     i_mask: torch.Tensor                 # [N_items, L]
     i_has_title: torch.Tensor            # [N_items] bool
+    i_has_image: torch.Tensor            # [N_items] bool: False = no image or it could not be fetched (OOV)
     i_fields: dict[str, torch.Tensor]    # item-scope field rows
     r_item: torch.Tensor                 # [R]
     r_fields: dict[str, torch.Tensor]    # context-scope field rows
@@ -32,11 +34,11 @@ class Data:
 
 
 class CTRModel(nn.Module):
-    def __init__(self, vocab: int, table_rows: dict[str, int], img_mean, img_std):
+    def __init__(self, vocab: int, fields: list[FieldSpec], table_rows: dict[str, int], img_mean, img_std):
         super().__init__()
         self.text = TextEncoder(vocab)
-        self.tables = FieldTables(FIELDS, table_rows)
-        self.head = Head(img_mean, img_std)
+        self.tables = FieldTables(fields, table_rows)
+        self.head = Head(img_mean, img_std, sum(f.dim for f in fields))
         self.oov_image = nn.Parameter(torch.as_tensor(img_mean, dtype=torch.float32).clone())
         self.oov_text = nn.Parameter(torch.zeros(TEXT_DIM))
         self.text_cache: torch.Tensor | None = None   # set once the text encoder is frozen
@@ -52,7 +54,7 @@ class CTRModel(nn.Module):
     def field_ids(self, data: Data, rows: torch.Tensor, items: torch.Tensor, drop: float,
                   gen: torch.Generator | None) -> dict[str, torch.Tensor]:
         ids = {}
-        for f in FIELDS:
+        for f in self.tables.fields:
             x = data.i_fields[f.name][items] if f.scope == "item" else data.r_fields[f.name][rows]
             if drop > 0:
                 d = torch.rand(len(rows), generator=gen) < drop
@@ -68,7 +70,7 @@ class CTRModel(nn.Module):
     def forward(self, data: Data, rows: torch.Tensor, img_oov: torch.Tensor, txt_oov: torch.Tensor,
                 drop: float = 0.0, gen: torch.Generator | None = None):
         items = data.r_item[rows]
-        img_oov = img_oov.float()[:, None]
+        img_oov = (img_oov | ~data.i_has_image[items]).float()[:, None]
         txt_oov = (txt_oov | ~data.i_has_title[items]).float()[:, None]
         img = data.i_img[items] * (1 - img_oov) + self.oov_image * img_oov
         txt = self.text_emb(data, items) * (1 - txt_oov) + self.oov_text * txt_oov

@@ -1,4 +1,5 @@
 import { Ajv, type ErrorObject } from 'ajv'
+import type { Manifest } from '../bundle/manifest.ts'
 import type { Config } from '../config.ts'
 import { predictBodySchema } from '../predict/predict-schema.ts'
 import type { FieldValues, PredictBody, PredictItem } from '../predict/types.ts'
@@ -47,9 +48,9 @@ function describe(e: ErrorObject | undefined): string {
 export class RowValidator {
   readonly #validate
 
-  constructor(config: Config) {
+  constructor(config: Config, manifest: Pick<Manifest, 'fields'>) {
     const ajvOptions = serverOptions(config).ajv?.customOptions ?? {}
-    this.#validate = new Ajv({ ...ajvOptions }).compile(predictBodySchema({ maxItems: 1 }))
+    this.#validate = new Ajv({ ...ajvOptions }).compile(predictBodySchema({ maxItems: 1 }, manifest))
   }
 
   /** A row of `ctrserve score`: checked as the body `{context, items: [item]}`. */

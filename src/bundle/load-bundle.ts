@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { CtrError } from '../errors.ts'
-import type { FieldSpec, Manifest } from './manifest.ts'
+import type { CategoricalField, FieldSpec, Manifest } from './manifest.ts'
+import { manifestSchemaErrors } from './manifest-schema.ts'
 import { categoricalRow } from '../modalities/categorical.ts'
 
 export interface LoadedField {
@@ -42,17 +43,64 @@ async function verifyFiles(dir: string, manifest: Manifest): Promise<void> {
       throw bad(file, `cannot be read (${String(err)}); is MODEL_DIR the bundle folder?`)
     })
     const digest = createHash('sha256').update(bytes).digest('hex')
-    if (digest !== meta.sha256) throw bad(file, `sha256 ${digest} does not match the manifest (${meta.sha256}); rebuild or re-copy the bundle`)
+    if (meta && digest !== meta.sha256) throw bad(file, `sha256 ${digest} does not match the manifest (${meta.sha256}); rebuild or re-copy the bundle`)
   }
 }
 
-function checkHashVectors(manifest: Manifest, byName: Map<string, FieldSpec>): void {
+function checkHashVectors(manifest: Manifest): void {
+  const byName = new Map<string, CategoricalField>()
+  for (const f of manifest.fields) if (f.type === 'categorical') byName.set(f.name, f)
   for (const v of manifest.hash_test_vectors) {
     const field = byName.get(v.field)
-    if (!field) throw bad('hash_test_vectors', `unknown field ${v.field}`)
+    if (!field) throw bad('hash_test_vectors', `${v.field} is not a categorical field of the manifest`)
     const row = categoricalRow(field, v.value)
     if (row !== v.row) throw bad('hash_test_vectors', `${v.field}=${JSON.stringify(v.value)} hashes to row ${row}, training says ${v.row}`)
   }
+}
+
+function fieldProblems(fields: readonly FieldSpec[]): string[] {
+  const out: string[] = []
+  const seen = new Set<string>()
+  fields.forEach((f, i) => {
+    const at = `manifest.fields[${i}]`
+    const key = `${f.scope}/${f.name}`
+    if (seen.has(key)) out.push(`${at}.name: ${f.scope} field ${f.name} is declared twice`)
+    seen.add(key)
+    if (f.type !== 'numeric') return
+    if (f.rows !== f.edges.length + 2) out.push(`${at}.rows: must be len(edges) + 2 = ${f.edges.length + 2}, found ${f.rows}`)
+    if (f.edges.some((e, j) => j > 0 && e <= (f.edges[j - 1] as number))) out.push(`${at}.edges: must be strictly ascending`)
+  })
+  return out
+}
+
+/** What the schema cannot say: lengths that must agree, edges in order, names unique per scope. */
+export function manifestConsistencyErrors(m: Manifest): string[] {
+  const out = fieldProblems(m.fields)
+  if (m.calibration.x.length !== m.calibration.y.length) out.push('manifest.calibration: x and y must have the same length')
+  if (m.calibration.x.some((x, j) => j > 0 && x < (m.calibration.x[j - 1] as number))) out.push('manifest.calibration.x: must be ascending')
+  const gh = m.mdn.gauss_hermite
+  if (gh.nodes.length !== gh.weights.length) out.push('manifest.mdn.gauss_hermite: nodes and weights must have the same length')
+  for (const mod of ['image', 'text'] as const) {
+    const want = m.encoders[mod].output.dim
+    if (m.oov[mod].dim !== want) out.push(`manifest.oov.${mod}.dim: must equal encoders.${mod}.output.dim (${want}), found ${m.oov[mod].dim}`)
+  }
+  return out
+}
+
+/** Parse and check manifest.json; a bad one is refused with every path and reason. */
+export function parseManifest(raw: string, where: string): Manifest {
+  let value: unknown
+  try {
+    value = JSON.parse(raw)
+  } catch (err) {
+    throw bad(where, `is not JSON (${String(err)})`)
+  }
+  const schema = manifestSchemaErrors(value)
+  if (schema.length > 0) throw bad(where, `does not match docs/manifest.schema.json: ${schema.join('; ')}`)
+  const manifest = value as Manifest
+  const rest = manifestConsistencyErrors(manifest)
+  if (rest.length > 0) throw bad(where, rest.join('; '))
+  return manifest
 }
 
 /** Load and verify a bundle: every file's sha256, table sizes, and the shared hash test vectors. */
@@ -61,8 +109,7 @@ export async function loadBundle(dirArg: string, opts: { verify?: boolean } = {}
   const raw = await readFile(join(dir, 'manifest.json'), 'utf8').catch((err: unknown) => {
     throw bad(join(dir, 'manifest.json'), `cannot be read (${String(err)})`)
   })
-  const manifest = JSON.parse(raw) as Manifest
-  if (manifest.format !== 1) throw bad('manifest.format', `unsupported format ${String(manifest.format)}, this server reads format 1`)
+  const manifest = parseManifest(raw, join(dir, 'manifest.json'))
   if (opts.verify ?? true) await verifyFiles(dir, manifest)
 
   const fields: LoadedField[] = []
@@ -76,7 +123,7 @@ export async function loadBundle(dirArg: string, opts: { verify?: boolean } = {}
     fields.push(f)
     ;(spec.scope === 'context' ? context : item).set(spec.name, f)
   }
-  checkHashVectors(manifest, new Map(manifest.fields.map((f) => [f.name, f])))
+  checkHashVectors(manifest)
   const oov = {
     image: await readF32(join(dir, manifest.oov.image.file), manifest.oov.image.dim, manifest.oov.image.file),
     text: await readF32(join(dir, manifest.oov.text.file), manifest.oov.text.dim, manifest.oov.text.file),

@@ -190,7 +190,7 @@ async function runSingle(v: Values, o: Opts): Promise<number> {
       progress = new Progress({ label: 'score', total, unit: 'rows', intervalMs: o.progressIntervalS * 1000 })
     }
     const p = progress
-    const validator = new RowValidator(config)
+    const validator = new RowValidator(config, rt.bundle.manifest)
     const s = await score(readRows(o.input), {
       predict: (body) => rt.predict.predict(body, Date.now()),
       check: (value) => validator.scoreRow(value, v['base-url']),

@@ -159,7 +159,7 @@ async function runWarm(input: string, config: Config, o: RunOptions): Promise<nu
   let progress: Progress | undefined
   try {
     if (rt.redis) await waitForRedis(rt.redis, config.REDIS_URL || config.REDIS_CLUSTER_NODES)
-    const validator = new RowValidator(config)
+    const validator = new RowValidator(config, rt.bundle.manifest)
     progress = new Progress({ label: 'warm', total, unit: 'rows', intervalMs: o.progressIntervalS * 1000 })
     const p = progress
     const fetchTimeout = config.IMAGE_FETCH_TIMEOUT_MS

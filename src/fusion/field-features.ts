@@ -1,4 +1,5 @@
 import type { Bundle, LoadedField } from '../bundle/load-bundle.ts'
+import type { CategoricalField } from '../bundle/manifest.ts'
 import { CtrError } from '../errors.ts'
 import { categoricalRow } from '../modalities/categorical.ts'
 import { numericRow } from '../modalities/numeric.ts'
@@ -18,11 +19,11 @@ export class FieldFeatures {
     for (const f of bundle.fields) this.rowCache.set(f.spec.name, new Map())
   }
 
-  private hashRow(f: LoadedField, value: string): number {
-    const cache = this.rowCache.get(f.spec.name) as Map<string, number>
+  private hashRow(spec: CategoricalField, value: string): number {
+    const cache = this.rowCache.get(spec.name) as Map<string, number>
     let row = cache.get(value)
     if (row === undefined) {
-      row = categoricalRow(f.spec, value)
+      row = categoricalRow(spec, value)
       if (cache.size >= ROW_CACHE_LIMIT) cache.clear()
       cache.set(value, row)
     }
@@ -35,20 +36,21 @@ export class FieldFeatures {
    */
   private rows(f: LoadedField, value: unknown, path: () => string): number[] {
     if (value === undefined || value === null) return [0]
-    if (f.spec.type === 'numeric') {
+    const spec = f.spec
+    if (spec.type === 'numeric') {
       if (typeof value !== 'number' || !Number.isFinite(value)) throw new CtrError('BAD_FIELD', [path(), 'must be a finite number'])
-      return [numericRow(f.spec, value)]
+      return [numericRow(spec, value)]
     }
-    if (typeof value === 'string') return [this.hashRow(f, value)]
+    if (typeof value === 'string') return [this.hashRow(spec, value)]
     if (Array.isArray(value)) {
-      if (!f.spec.multi) throw new CtrError('BAD_FIELD', [path(), 'takes one string, not an array'])
+      if (!spec.multi) throw new CtrError('BAD_FIELD', [path(), 'takes one string, not an array'])
       if (value.length === 0) return [0]
       return value.map((v, i) => {
         if (typeof v !== 'string') throw new CtrError('BAD_FIELD', [`${path()}/${i}`, 'must be a string'])
-        return this.hashRow(f, v)
+        return this.hashRow(spec, v)
       })
     }
-    throw new CtrError('BAD_FIELD', [path(), f.spec.multi ? 'must be a string or an array of strings' : 'must be a string'])
+    throw new CtrError('BAD_FIELD', [path(), spec.multi ? 'must be a string or an array of strings' : 'must be a string'])
   }
 
   private write(out: Float32Array, base: number, f: LoadedField, rows: number[]): void {

@@ -1,4 +1,4 @@
-import type { FieldSpec } from '../bundle/manifest.ts'
+import type { CategoricalField } from '../bundle/manifest.ts'
 
 const encoder = new TextEncoder()
 
@@ -39,8 +39,7 @@ export function murmur3x86_32(bytes: Uint8Array, seed: number): number {
 }
 
 /** Table row of one categorical value: 0 is the missing row (also for ""), hashed values fill rows 1..rows-1. */
-export function categoricalRow(field: FieldSpec, value: string): number {
-  if (!field.hash) throw new Error(`field ${field.name} has no hash spec`)
+export function categoricalRow(field: Pick<CategoricalField, 'hash' | 'rows'>, value: string): number {
   if (value.length === 0) return 0
   return 1 + (murmur3x86_32(encoder.encode(value), field.hash.seed) % (field.rows - 1))
 }

@@ -1,8 +1,8 @@
-import type { FieldSpec } from '../bundle/manifest.ts'
+import type { NumericField } from '../bundle/manifest.ts'
 
 /** Table row of a numeric value: 0 is the missing row, else 1 + bisect_right(edges, x). */
-export function numericRow(field: FieldSpec, x: number): number {
-  const edges = field.edges ?? []
+export function numericRow(field: Pick<NumericField, 'edges'>, x: number): number {
+  const edges = field.edges
   let lo = 0
   let hi = edges.length
   while (lo < hi) {

@@ -1,6 +1,8 @@
-import type { Manifest } from '../bundle/manifest.ts'
+import type { FieldSpec, Manifest } from '../bundle/manifest.ts'
 
-// JSON schemas of POST /predict, generated from the manifest and limits (never hand-copied).
+// JSON schemas of POST /predict, generated from the manifest and limits (never hand-copied): the
+// fields a bundle declares get their own type (string, string or array, number); other names are
+// accepted with a generic type and reported in `warnings` as unknown.
 
 export interface SchemaLimits {
   readonly maxItems: number
@@ -9,52 +11,54 @@ export interface SchemaLimits {
 const MAX_STRING = 256
 const MAX_FIELDS = 64
 
-const fieldValues = {
-  type: 'object',
-  additionalProperties: false,
-  properties: {
-    categorical: {
-      type: 'object',
-      maxProperties: MAX_FIELDS,
-      propertyNames: { maxLength: 64 },
-      additionalProperties: {
-        anyOf: [
-          { type: 'string', maxLength: MAX_STRING },
-          { type: 'array', maxItems: MAX_FIELDS, items: { type: 'string', maxLength: MAX_STRING } },
-        ],
-      },
-    },
-    numeric: {
-      type: 'object',
-      maxProperties: MAX_FIELDS,
-      propertyNames: { maxLength: 64 },
-      additionalProperties: { type: 'number' },
-    },
-  },
-} as const
+const oneString = { type: 'string', maxLength: MAX_STRING }
+const manyStrings = { type: 'array', maxItems: MAX_FIELDS, items: oneString }
+const anyCategorical = { anyOf: [oneString, manyStrings] }
+const aNumber = { type: 'number' }
 
-export function predictBodySchema(limits: SchemaLimits): object {
+function fieldSchema(f: FieldSpec): object {
+  if (f.type === 'numeric') return aNumber
+  return f.multi ? anyCategorical : oneString
+}
+
+function fieldGroup(fields: readonly FieldSpec[], kind: FieldSpec['type']): object {
+  const known = fields.filter((f) => f.type === kind)
+  return {
+    type: 'object',
+    maxProperties: MAX_FIELDS,
+    propertyNames: { maxLength: 64 },
+    properties: Object.fromEntries(known.map((f) => [f.name, fieldSchema(f)])),
+    additionalProperties: kind === 'numeric' ? aNumber : anyCategorical,
+  }
+}
+
+function fieldValues(fields: readonly FieldSpec[], scope: FieldSpec['scope']): { categorical: object; numeric: object } {
+  const inScope = fields.filter((f) => f.scope === scope)
+  return { categorical: fieldGroup(inScope, 'categorical'), numeric: fieldGroup(inScope, 'numeric') }
+}
+
+const itemProperties = (fields: readonly FieldSpec[]) => ({
+  id: { type: 'string', minLength: 1, maxLength: MAX_STRING },
+  image_url: { type: 'string', maxLength: 2048, pattern: '^$|^[hH][tT][tT][pP][sS]?://' },
+  title: { type: 'string', maxLength: 1024 },
+  ...fieldValues(fields, 'item'),
+})
+
+/** Keys an item may carry; any other key is ignored and reported in `warnings`. */
+export const ITEM_KEYS: ReadonlySet<string> = new Set(Object.keys(itemProperties([])))
+
+export function predictBodySchema(limits: SchemaLimits, manifest: Pick<Manifest, 'fields'>): object {
   return {
     type: 'object',
     required: ['items'],
     additionalProperties: false,
     properties: {
-      context: fieldValues,
+      context: { type: 'object', additionalProperties: false, properties: fieldValues(manifest.fields, 'context') },
       items: {
         type: 'array',
         minItems: 1,
         maxItems: limits.maxItems,
-        items: {
-          type: 'object',
-          required: ['id'],
-          properties: {
-            id: { type: 'string', minLength: 1, maxLength: MAX_STRING },
-            image_url: { type: 'string', maxLength: 2048, pattern: '^$|^[hH][tT][tT][pP][sS]?://' },
-            title: { type: 'string', maxLength: 1024 },
-            categorical: fieldValues.properties.categorical,
-            numeric: fieldValues.properties.numeric,
-          },
-        },
+        items: { type: 'object', required: ['id'], properties: itemProperties(manifest.fields) },
       },
       options: {
         type: 'object',

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.ts'
 import { ctrDistribution } from '../mdn/distribution.ts'
 import { CtrError } from '../errors.ts'
 import { settleWithin } from '../util/settle-within.ts'
+import { ITEM_KEYS } from './predict-schema.ts'
 import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
 import type { MissPolicy, PredictBody, Prediction, Source } from './types.ts'
 
@@ -32,7 +33,6 @@ export interface PredictResult {
   timing_ms: Record<string, number>
 }
 
-const KNOWN_ITEM_KEYS = new Set(['id', 'image_url', 'title', 'categorical', 'numeric'])
 // Head + statistics for a few hundred items take a few ms; keep that much of the budget for them.
 const HEAD_RESERVE_MS = 15
 
@@ -145,7 +145,7 @@ export class PredictService {
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
-      for (const k of Object.keys(it)) if (!KNOWN_ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
+      for (const k of Object.keys(it)) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
 

@@ -16,7 +16,7 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
   app.post<{ Body: PredictBody }>('/predict', {
     schema: {
       summary: 'CTR distributions for a list of candidate items',
-      body: predictBodySchema({ maxItems: config.MAX_ITEMS }),
+      body: predictBodySchema({ maxItems: config.MAX_ITEMS }, bundle.manifest),
       response: { 200: predictResponseSchema(bundle.manifest) },
     },
   }, async (request) => predict.predict(request.body, request.receivedAt))

@@ -1,5 +1,5 @@
-"""End-to-end: `python -m training.build --small` produces a bundle that passes the same checks
-as the committed one."""
+"""End-to-end: `python -m training.build --small` (the synthetic world written as rows, then read
+back like a user's log) produces a bundle that passes the same checks as the committed one."""
 import json
 
 from training import build
@@ -20,7 +20,8 @@ def test_small_build_end_to_end(tmp_path):
     assert len(man["hash_test_vectors"]) >= 30
     report = json.loads((out / "report" / "report.json").read_text())
     for split in report["splits"].values():
-        assert set(split["columns"]) >= {"oracle p*", "model (raw mean)", "baseline LR (categorical)"}
+        assert set(split["columns"]) >= {"oracle p*", "oracle E[p*|x]", "model (raw mean)", "model (calibrated)",
+                                         "baseline LR (categorical)"}
         assert split["columns"]["oracle p*"]["auc"] > 0.6
     items = (tmp_path / "sample" / "items.jsonl").read_text().splitlines()
     first = json.loads(items[0])

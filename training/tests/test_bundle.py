@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 
 from training import mdn
-from training.config import FieldSpec
+from training.fields import FieldSpec
 from training.encoders import decode_image, normalize, pixels_sha256
 from training.features import Featurizer, fields_emb_numpy
 from training.tokenizer import encode, load_tokenizer, pad_batch

@@ -1,7 +1,9 @@
 import numpy as np
 import torch
 
-from training.config import FIELDS_DIM, IMAGE_DIM, TEXT_DIM
+from training.config import IMAGE_DIM, TEXT_DIM
+
+FIELDS_DIM = 40
 from training.encoders import ImageEncoder, TextEncoder
 from training.export import (HEAD_INPUTS, export_head, export_image_encoder, export_text_encoder,
                              max_abs_diff)
@@ -46,7 +48,7 @@ def test_text_encoder_onnx_parity_over_batches_and_lengths(tmp_path):
 def test_head_onnx_parity(tmp_path):
     torch.manual_seed(2)
     rng = np.random.default_rng(2)
-    head = Head(rng.uniform(0, 1, IMAGE_DIM), rng.uniform(0.1, 1, IMAGE_DIM)).eval()
+    head = Head(rng.uniform(0, 1, IMAGE_DIM), rng.uniform(0.1, 1, IMAGE_DIM), FIELDS_DIM).eval()
     B = 17
     x = [rng.uniform(0, 3, (B, IMAGE_DIM)).astype(np.float32), rng.integers(0, 2, (B, 1)).astype(np.float32),
          rng.normal(0, 1, (B, TEXT_DIM)).astype(np.float32), rng.integers(0, 2, (B, 1)).astype(np.float32),

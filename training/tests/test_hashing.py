@@ -3,7 +3,7 @@ import struct
 
 import pytest
 
-from training.config import FIELDS
+from training.synth import SYNTH_FIELDS as FIELDS
 from training.hashing import hash_row, numeric_row
 
 
