@@ -35,6 +35,11 @@ export interface DriverResult {
   sources: SourceCounts
   serverTiming: Record<string, number>
   maxInFlight: number
+  /**
+   * Share of requests sent that failed or answered 2xx after the deadline (`lateAfterMs` from the
+   * due time, default 200 ms: the default budget); the issue-10 target is ≤ 0.1 %.
+   */
+  lateOrFailed: { readonly afterMs: number; readonly late: number; readonly failed: number; readonly share: number }
 }
 
 interface PredictResponseShape {
@@ -72,6 +77,7 @@ interface Opts {
   sampleEvery: number
   timeoutMs: number
   maxInFlight: number
+  lateAfterMs?: number
 }
 
 async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<DriverResult> {
@@ -161,7 +167,14 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     throughput: Math.round((ok / elapsed) * 10) / 10,
     latency: summarize(latencies), serviceTime: summarize(service),
     sampledResponses: sampler.n, sources: sampler.sources, serverTiming: sampler.meanTiming(), maxInFlight,
+    // Failed = sent without a 2xx: `errors` can count a request twice (timed out in the drain, then aborted).
+    lateOrFailed: lateOrFailed(latencies, sent - ok, sent, o.lateAfterMs ?? 200),
   }
+}
+
+function lateOrFailed(latencies: readonly number[], failed: number, sent: number, afterMs: number): DriverResult['lateOrFailed'] {
+  const late = latencies.filter((ms) => ms > afterMs).length
+  return { afterMs, late, failed, share: sent > 0 ? Math.round(((late + failed) / sent) * 1e6) / 1e6 : Number.NaN }
 }
 
 async function runAutocannon(o: Opts): Promise<DriverResult> {
@@ -188,6 +201,8 @@ async function runAutocannon(o: Opts): Promise<DriverResult> {
     ok: result['2xx'], errors: result.errors + result.non2xx, statusCounts: { '2xx': result['2xx'], non2xx: result.non2xx, timeouts: result.timeouts },
     throughput: Math.round((result['2xx'] / result.duration) * 10) / 10, latency: lat, serviceTime: lat,
     sampledResponses: sampler.n, sources: sampler.sources, serverTiming: sampler.meanTiming(), maxInFlight: o.connections,
+    // autocannon gives no per-request latencies: only its failures are counted here.
+    lateOrFailed: { afterMs: o.lateAfterMs ?? 200, late: Number.NaN, failed: result.errors + result.non2xx, share: Number.NaN },
   }
 }
 

@@ -69,12 +69,41 @@ def sweep_plot(summary, out: Path) -> None:
     plt.close(fig)
 
 
+def recovery_plot(result, out: Path) -> None:
+    """Scenario 9: L1 hit rate of the hot set (probe) and of the traffic over time, queue depth."""
+    rec = result["recovery"]
+    pts = rec["series"]
+    t = [p["t"] for p in pts]
+    fig, ax = plt.subplots(figsize=(9, 5))
+    ax.plot(t, [100 * p["probeL1"] for p in pts], "o-", ms=3, label="hot set in L1 (probe, all 100 items)")
+    ax.plot(t, [100 * p["trafficL1"] if finite(p["trafficL1"]) else None for p in pts], "s-", ms=3, label="traffic L1 hit rate (Zipf over the hot set)")
+    if rec.get("secondsToAllL1") is not None:
+        ax.axvline(rec["secondsToAllL1"], color="green", ls=":", label=f"all L1 after {rec['secondsToAllL1']} s")
+    ax.axvline(10, color="grey", ls="--", lw=0.7, label="target 10 s")
+    ax.set_xlabel("seconds after the burst")
+    ax.set_ylabel("L1 hits (%)")
+    ax2 = ax.twinx()
+    ax2.plot(t, [p["depth"] for p in pts], color="red", lw=0.8, label="queue depth")
+    ax2.set_ylabel("jobs queued")
+    ax.set_title(f"Recovery after a burst ({rec['queuedAfterBurst']} jobs queued)")
+    lines = ax.get_legend_handles_labels()
+    lines2 = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], fontsize=8, loc="center right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def main() -> int:
     d = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results")
     summary = json.loads((d / "summary.json").read_text())
     latency_plot(summary, d / "latency-percentiles.png")
     sweep_plot(summary, d / "throughput-latency.png")
     print(f"wrote {d / 'latency-percentiles.png'} and {d / 'throughput-latency.png'}")
+    rec = d / "scenario-9-recovery.json"
+    if rec.exists():
+        recovery_plot(json.loads(rec.read_text()), d / "recovery.png")
+        print(f"wrote {d / 'recovery.png'}")
     return 0
 
 

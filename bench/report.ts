@@ -212,6 +212,20 @@ export function scenarioMarkdown(r: ScenarioResult): string {
     if (m.cache) lines.push('', `Cache figures (/metrics over the phase): \`${JSON.stringify(m.cache)}\``)
     lines.push('', `Driver: sent ${m.driver.sent}, completed ${m.driver.completed}, status ${JSON.stringify(m.driver.statusCounts)}, max in flight ${m.driver.maxInFlight}, service time p50/p99 ${f(m.driver.serviceTime.p50)}/${f(m.driver.serviceTime.p99)} ms`)
   }
+  const phases = Object.entries({ main: r.main, ...r.extra }).filter(([, x]) => x?.driver.lateOrFailed)
+  if (phases.length) {
+    lines.push('', 'Late or failed (2xx after 200 ms from the due time, or no 2xx), p99.9:', '')
+    for (const [name, x] of phases) {
+      const lf = x?.driver.lateOrFailed
+      if (lf) lines.push(`- ${name}: ${(lf.share * 100).toFixed(2)}% (${lf.late} late, ${lf.failed} failed of ${x?.driver.sent}), p99.9 ${f(x?.driver.latency.p999)} ms`)
+    }
+  }
+  if (r.recovery) {
+    const rec = r.recovery
+    lines.push('', `Recovery: ${rec.queuedAfterBurst} jobs queued after the burst; hot set (${rec.hotItems} items) all L1 after ${rec.secondsToAllL1 ?? 'never (within the phase)'} s; ${rec.trafficRequests} traffic requests.`, '')
+    lines.push('| t (s) | probe L1 | traffic L1 | queue depth |', '|---|---|---|---|')
+    for (const p of rec.series) lines.push(`| ${p.t} | ${pct(p.probeL1)} | ${pct(p.trafficL1)} | ${p.depth} |`)
+  }
   if (r.ceiling) lines.push('', `Ceiling: \`${JSON.stringify(r.ceiling)}\``)
   if (r.profile) {
     lines.push('', `CPU profile of the server (${r.profile.totalMs} ms, idle ${pct(r.profile.idleShare)}), self time by module:`, '')

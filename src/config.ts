@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os'
 import envSchema from 'env-schema'
 import { parseClusterSeeds } from './cache/cluster-seeds.ts'
 import { CtrError } from './errors.ts'
@@ -19,6 +20,9 @@ const schema = {
     L1_SNAPSHOT_INTERVAL_S: { type: 'integer', minimum: 0, default: 300 },
     MISS_POLICY: { type: 'string', enum: ['oov', 'budget'], default: 'oov' },
     BUDGET_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 200 },
+    MAX_BUDGET_MS: { type: 'integer', minimum: 10, maximum: 60_000, default: 10_000 },
+    INLINE_MAX_ITEMS: { type: 'integer', minimum: 0, maximum: 10_000, default: 4 },
+    INLINE_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 10_000, default: 16 },
     MAX_ITEMS: { type: 'integer', minimum: 1, maximum: 10_000, default: 1000 },
     IMAGE_FETCH_TIMEOUT_MS: { type: 'integer', minimum: 50, maximum: 60_000, default: 3000 },
     IMAGE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 100 * 1024 * 1024, default: 8 * 1024 * 1024 },
@@ -36,6 +40,7 @@ const schema = {
     QUEUE_CLAIM_MS: { type: 'integer', minimum: 300, maximum: 3_600_000, default: 30_000 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
+    WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
     MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 200 },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
   },
@@ -54,6 +59,9 @@ export interface Config {
   L1_SNAPSHOT_INTERVAL_S: number
   MISS_POLICY: 'oov' | 'budget'
   BUDGET_MS: number
+  MAX_BUDGET_MS: number
+  INLINE_MAX_ITEMS: number
+  INLINE_CONCURRENCY: number
   MAX_ITEMS: number
   IMAGE_FETCH_TIMEOUT_MS: number
   IMAGE_MAX_BYTES: number
@@ -71,6 +79,7 @@ export interface Config {
   QUEUE_CLAIM_MS: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
+  WEB_CONCURRENCY: number
   MAX_EVENT_LOOP_DELAY_MS: number
   LOG_LEVEL: string
 }
@@ -87,6 +96,9 @@ export function loadConfig(overrides: Partial<Record<keyof Config, string | numb
     config = envSchema<Config>({ schema, data, dotenv: false, env: false })
   } catch (err) {
     throw new CtrError('BAD_CONFIG', ['environment', err instanceof Error ? err.message : String(err)])
+  }
+  if (config.BUDGET_MS > config.MAX_BUDGET_MS) {
+    throw new CtrError('BAD_CONFIG', ['BUDGET_MS', `${config.BUDGET_MS} exceeds MAX_BUDGET_MS (${config.MAX_BUDGET_MS})`])
   }
   checkRedisEngine(config)
   return config

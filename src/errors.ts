@@ -14,6 +14,7 @@ export const ERRORS = {
   BAD_URL: { code: 'CTR_ERR_BAD_URL', status: 400, message: '%s: %s' },
   OVERLOADED: { code: 'CTR_ERR_OVERLOADED', status: 503, message: 'server is overloaded, retry later' },
   NOT_READY: { code: 'CTR_ERR_NOT_READY', status: 503, message: 'not ready: %s' },
+  BUDGET_SPENT: { code: 'CTR_ERR_BUDGET_SPENT', status: 503, message: 'budget_ms %s: spent before the request could be scored (%s ms left); retry later' },
   BAD_CONFIG: { code: 'CTR_ERR_BAD_CONFIG', status: 500, message: 'configuration %s: %s' },
   BAD_BUNDLE: { code: 'CTR_ERR_BAD_BUNDLE', status: 500, message: 'model bundle %s: %s' },
   INTERNAL: { code: 'CTR_ERR_INTERNAL', status: 500, message: 'internal error: %s' },

@@ -11,6 +11,8 @@ export interface Metrics {
   readonly embedSeconds: Histogram<'modality'>
   readonly redisErrors: Counter<'op'>
   readonly fetchFailures: Counter<'reason'>
+  readonly lateResponses: Counter
+  readonly degraded: Counter<'reason'>
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
@@ -49,6 +51,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     fetchFailures: new Counter({
       name: 'ctrserve_image_fetch_failures_total', help: 'Image fetches that ended without an image, by reason',
+      labelNames: ['reason'], registers,
+    }),
+    lateResponses: new Counter({
+      name: 'ctrserve_late_responses_total', help: '/predict answers given after their budget_ms (counted from arrival)', registers,
+    }),
+    degraded: new Counter({
+      name: 'ctrserve_degraded_responses_total',
+      help: 'Requests answered with less than was possible, by reason (one count per reason per request): inline-item-cap, inline-busy, inline-no-time, inline-abandoned, lookup-skipped',
       labelNames: ['reason'], registers,
     }),
   }

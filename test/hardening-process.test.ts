@@ -29,7 +29,7 @@ test('SIGTERM: every request in flight is answered 200, then connections are ref
   const inFlight = Array.from({ length: n }, (_, i) => fetch(`${server.url}/predict`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ items: [{ id: `g${i}`, image_url: `${origin.baseUrl}/${FILES[100 + i] ?? ''}`, title: `graceful ${i}` }], options: { miss_policy: 'budget', budget_ms: 20_000 } }),
+    body: JSON.stringify({ items: [{ id: `g${i}`, image_url: `${origin.baseUrl}/${FILES[100 + i] ?? ''}`, title: `graceful ${i}` }], options: { miss_policy: 'budget', budget_ms: 10_000 } }),
   }).then(async (r) => ({ status: r.status, body: await r.text() }), (err: unknown) => ({ status: 0, body: String(err) })))
   await waitFor(async () => (origin.hits.size >= n ? true : undefined), 20_000, 20)
   const termAt = Date.now()

@@ -103,8 +103,8 @@ test('L1 is restored from its snapshot across a restart', async (t) => {
   const path = join(dir, 'l1.snap')
   const items = Array.from({ length: 12 }, (_, i) => ({ id: `s${i}`, title: `a title kept across restarts ${i}` }))
 
-  const first = await build(undefined, { L1_SNAPSHOT_PATH: path, L1_SNAPSHOT_INTERVAL_S: 0 })
-  const computed = (await first.inject({ method: 'POST', url: '/predict', payload: { items, options: { miss_policy: 'budget', budget_ms: 20_000 } } })).json<PredictResult>()
+  const first = await build(undefined, { L1_SNAPSHOT_PATH: path, L1_SNAPSHOT_INTERVAL_S: 0, INLINE_MAX_ITEMS: 12 })
+  const computed = (await first.inject({ method: 'POST', url: '/predict', payload: { items, options: { miss_policy: 'budget', budget_ms: 10_000 } } })).json<PredictResult>()
   for (const p of computed.predictions) assert.equal(p.sources.text, 'computed')
   await first.close() // writes the snapshot
   assert.ok(statSync(path).size > 0)

@@ -98,3 +98,33 @@ test('calibration interpolates, clamps at the ends and is monotone on the bundle
     prev = y
   }
 })
+
+test('the batch statistics of the hot path match the one-item reference (moments 1e-12, quantiles 1e-9)', async () => {
+  const { mixtureStatsOf, RAW_MEAN, STD, FIRST_QUANTILE, MEAN } = await import('../src/mdn/batch-stats.ts')
+  const stats = mixtureStatsOf(manifest)
+  const r = rng(23)
+  const n = 200
+  const k = manifest.mdn.k
+  const ms = Array.from({ length: n }, () => randomMixture(r, k))
+  const flat = (f: (m: Mixture) => ArrayLike<number>): Float32Array => Float32Array.from(ms.flatMap((m) => Array.from(f(m))))
+  const pi = flat((m) => m.pi)
+  const mu = flat((m) => m.mu)
+  const sigma = flat((m) => m.sigma)
+  const out = new Float64Array(n * stats.width)
+  stats.compute(pi, mu, sigma, n, out)
+  const worst = { moments: 0, quantiles: 0 }
+  for (let i = 0; i < n; i++) {
+    // The reference on the same float32 values the batch saw.
+    const m = { pi: pi.subarray(i * k, i * k + k), mu: mu.subarray(i * k, i * k + k), sigma: sigma.subarray(i * k, i * k + k) }
+    const ref = mixtureMoments(m, gh)
+    const o = i * stats.width
+    worst.moments = Math.max(worst.moments, Math.abs((out[o + RAW_MEAN] as number) - ref.mean), Math.abs((out[o + STD] as number) - ref.std))
+    assert.equal(out[o + MEAN], calibrate(manifest.calibration, out[o + RAW_MEAN] as number))
+    stats.quantileNames.forEach((name, j) => {
+      const p = mixtureQuantile(m, manifest.mdn.quantiles[name] as number)
+      worst.quantiles = Math.max(worst.quantiles, Math.abs((out[o + FIRST_QUANTILE + j] as number) - p))
+    })
+  }
+  assert.ok(worst.moments <= 1e-12, `worst moment |Δ| = ${worst.moments}`)
+  assert.ok(worst.quantiles <= 1e-9, `worst quantile |Δ| = ${worst.quantiles}`)
+})

@@ -5,6 +5,7 @@ import type { ProfileSummary } from '../profile-summary.ts'
 import { generateWorkload, writeBodies, type WorkloadSpec, type WorkloadStats } from '../workload.ts'
 import type { Child } from './children.ts'
 import type { Measurement, Participant } from './measure.ts'
+import type { RecoveryResult } from './recovery.ts'
 import type { Sample } from './sample.ts'
 import type { WarmResult } from './warm.ts'
 
@@ -53,6 +54,8 @@ export interface ScenarioResult {
   /** Open-loop rate sweeps by target name (throughput–latency curves). */
   sweeps?: Record<string, SweepPoint[]>
   ceiling?: CeilingResult
+  /** Scenario 9: time until the hot set is in L1 after a burst, hit rate over time. */
+  recovery?: RecoveryResult
   profile?: ProfileSummary
   readonly notes: string[]
 }

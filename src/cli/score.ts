@@ -6,7 +6,7 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { loadConfig, usesRedis, type Config } from '../config.ts'
-import { predictPlugin, queuePlugin, registerEmbedding, headPlugin } from '../plugins/index.ts'
+import { predictPlugin, queuePlugin, registerEmbedding, registerScoring } from '../plugins/index.ts'
 import { LineSink } from '../batch/line-sink.ts'
 import { countRows, readRows } from '../batch/row-reader.ts'
 import { RowValidator } from '../batch/rows.ts'
@@ -116,6 +116,8 @@ function configFor(v: Values): Config {
   if (v['model-dir']) o.MODEL_DIR = v['model-dir']
   if (v.redis) o.REDIS_URL = v.redis
   if (v['ort-threads']) o.HEAD_INTRA_OP_THREADS = v['ort-threads']
+  // Offline `compute` scores whole batches inline: the serving bounds on inline work do not apply.
+  if (v.policy === 'compute') Object.assign(o, { INLINE_MAX_ITEMS: 10_000, INLINE_CONCURRENCY: 10_000, MAX_BUDGET_MS: 60_000 })
   // The snapshot is loaded read-only below; the runtime must not rewrite it on close.
   o.L1_SNAPSHOT_PATH = ''
   return loadConfig(o)
@@ -169,7 +171,7 @@ async function runSingle(v: Values, o: Opts): Promise<number> {
   if (enqueueMisses && !usesRedis(config) && !child) process.stderr.write('warn: --enqueue-misses without Redis has no effect (no one consumes the in-process queue)\n')
   const rt = await offlineApp(config, stderrLogger(v.verbose === true))
   await registerEmbedding(rt)
-  await rt.register(headPlugin)
+  await registerScoring(rt)
   // Misses go to the shared queue only when asked and shared; nothing here consumes it.
   const shareMisses = enqueueMisses && usesRedis(config)
   if (shareMisses) await rt.register(queuePlugin)

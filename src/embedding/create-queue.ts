@@ -37,5 +37,9 @@ export function createQueue(d: CreateQueueDeps): EmbedQueue {
       maxAgeMs: d.config.QUEUE_MAX_AGE_S * 1000, halfLifeMs: d.config.QUEUE_PRIORITY_HALF_LIFE_S * 1000,
     })
   }
-  return new MemoryQueue({ ...common, capacity: d.config.QUEUE_CAPACITY, negativeMaxKeys: 100_000, name: 'memory' })
+  return new MemoryQueue({
+    ...common, capacity: d.config.QUEUE_CAPACITY, negativeMaxKeys: 100_000, name: 'memory',
+    halfLifeMs: d.config.QUEUE_PRIORITY_HALF_LIFE_S * 1000,
+    ...(d.config.QUEUE_MAX_AGE_S > 0 ? { maxAgeMs: d.config.QUEUE_MAX_AGE_S * 1000 } : {}),
+  })
 }

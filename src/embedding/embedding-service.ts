@@ -1,5 +1,6 @@
 import { CtrError } from '../errors.ts'
 import type { Metrics } from '../metrics.ts'
+import { CostModel, hostOf } from './cost-model.ts'
 import type { EncoderPool } from './encoder-pool.ts'
 
 export type { Modality } from '../modalities/modality.ts'
@@ -23,6 +24,8 @@ export interface EmbeddingServiceDeps {
   readonly textPool: EncoderPool
   readonly sink: EmbeddingSink
   readonly metrics: Pick<Metrics, 'embedSeconds' | 'fetchFailures'>
+  /** Learns what one computation costs (default: DEFAULT_COST_MODEL). */
+  readonly cost?: CostModel
 }
 
 function asFailure(err: unknown): EmbedFailure {
@@ -37,10 +40,16 @@ function asFailure(err: unknown): EmbedFailure {
  */
 export class EmbeddingService {
   private readonly inFlight = new Map<string, Promise<EmbedResult>>()
-  /** Smoothed cost of one call, per modality; the `budget` policy compares it with what is left. */
-  readonly costMs: Record<Modality, number> = { image: 50, text: 10 }
+  private readonly cost: CostModel
 
-  constructor(private readonly deps: EmbeddingServiceDeps) {}
+  constructor(private readonly deps: EmbeddingServiceDeps) {
+    this.cost = deps.cost ?? new CostModel()
+  }
+
+  /** Conservative time to compute `input` now (the `budget` policy compares it with what is left). */
+  estimateMs(modality: Modality, input: string): number {
+    return this.cost.estimateMs(modality, modality === 'image' ? hostOf(input) : undefined)
+  }
 
   compute(modality: Modality, reqs: readonly EmbedRequest[], deadline: number): Promise<EmbedResult[]> {
     const fresh: EmbedRequest[] = []
@@ -67,7 +76,9 @@ export class EmbeddingService {
     const results = modality === 'image' ? await this.computeImages(reqs, deadline) : await this.computeTexts(reqs)
     const ms = performance.now() - t0
     this.deps.metrics.embedSeconds.observe({ modality }, ms / 1000)
-    this.costMs[modality] = 0.8 * this.costMs[modality] + 0.2 * ms
+    // Every item of a call waited for the whole call (one encoder run): each host is charged all of it.
+    if (modality === 'text') this.cost.observe('text', undefined, ms)
+    else for (const host of new Set(reqs.map((r) => hostOf(r.input)))) this.cost.observe('image', host, ms)
     const entries: Array<{ key: string; vector: Float32Array }> = []
     results.forEach((r, i) => { if (r.ok) entries.push({ key: (reqs[i] as EmbedRequest).key, vector: r.vector }) })
     if (entries.length > 0) await this.deps.sink.store(entries)

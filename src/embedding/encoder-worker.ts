@@ -86,8 +86,11 @@ async function runImageUrls(urls: readonly string[], deadline: number) {
   })).then((img) => ({ ok: true as const, tensor: img.tensor }), (err: unknown) => ({ ok: false as const, err }))))
   const embedded: number[] = []
   const failures: Array<{ index: number; message: string; permanent: boolean; reason?: string }> = []
+  // Whoever asked has stopped waiting: drop the tensors instead of spending the encoder on them.
+  const late = Date.now() >= deadline
   loaded.forEach((l, index) => {
-    if (l.ok) embedded.push(index)
+    if (l.ok && late) failures.push({ index, message: 'deadline passed before encoding', permanent: false, reason: 'deadline' })
+    else if (l.ok) embedded.push(index)
     else failures.push({ index, message: l.err instanceof Error ? l.err.message : String(l.err), permanent: l.err instanceof CtrError && l.err.permanent, reason: reasonOf(l.err) })
   })
   const per = 3 * loading.spec.height * loading.spec.width

@@ -2,6 +2,9 @@ import { join } from 'node:path'
 import { type Session, createSession, float32, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
 import type { Bundle } from '../bundle/load-bundle.ts'
 
+/** What the head needs of a bundle (a scorer thread receives just this). */
+export type HeadBundle = Pick<Bundle, 'dir' | 'manifest' | 'fieldsDim'>
+
 export interface HeadInputs {
   readonly n: number
   readonly image: Float32Array
@@ -26,7 +29,7 @@ export class Head {
   private buffers: { capacity: number; image: Float32Array; imageOov: Float32Array; text: Float32Array; textOov: Float32Array; fields: Float32Array } | undefined
   private chain: Promise<unknown> = Promise.resolve()
 
-  private constructor(private readonly session: Session, private readonly bundle: Bundle) {}
+  private constructor(private readonly session: Session, private readonly bundle: HeadBundle) {}
 
   private inputs(n: number): HeadInputs {
     const m = this.bundle.manifest
@@ -65,7 +68,7 @@ export class Head {
     return job
   }
 
-  static async load(bundle: Bundle, intraOpThreads: number): Promise<Head> {
+  static async load(bundle: HeadBundle, intraOpThreads: number): Promise<Head> {
     const session = await createSession(join(bundle.dir, bundle.manifest.head.file), { threads: intraOpThreads })
     return new Head(session, bundle)
   }

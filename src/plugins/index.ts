@@ -9,11 +9,12 @@ import headPlugin from './head.ts'
 import metricsPlugin from './metrics.ts'
 import predictPlugin from './predict.ts'
 import queuePlugin from './queue.ts'
+import scorerPlugin from './scorer.ts'
 import redisPlugin from './redis.ts'
 
 export {
   bundlePlugin, cacheStorePlugin, configPlugin, embeddingConsumerPlugin, encodersPlugin, headPlugin, metricsPlugin,
-  predictPlugin, queuePlugin, redisPlugin,
+  predictPlugin, queuePlugin, redisPlugin, scorerPlugin,
 }
 
 /**
@@ -28,11 +29,17 @@ export async function registerEmbedding(app: FastifyInstance): Promise<void> {
   await app.register(encodersPlugin)
 }
 
+/** What scores a request on an app with the embedding resources: the head and the scorer threads. */
+export async function registerScoring(app: FastifyInstance): Promise<void> {
+  await app.register(headPlugin)
+  await app.register(scorerPlugin)
+}
+
 /** The server: everything, with misses queued and consumed by this instance. */
 export async function registerServing(app: FastifyInstance, config: Config): Promise<void> {
   await app.register(configPlugin, { config })
   await registerEmbedding(app)
-  await app.register(headPlugin)
+  await registerScoring(app)
   await app.register(queuePlugin)
   await app.register(embeddingConsumerPlugin)
   await app.register(predictPlugin)

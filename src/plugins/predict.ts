@@ -1,10 +1,13 @@
 import fp from 'fastify-plugin'
 import { FieldFeatures } from '../fusion/field-features.ts'
+import { mixtureStatsOf } from '../mdn/batch-stats.ts'
+import { InlineCompute } from '../predict/inline-compute.ts'
+import { InlinePermits } from '../predict/inline-permits.ts'
 import { PredictService } from '../predict/predict-service.ts'
 
 declare module 'fastify' {
   interface FastifyInstance {
-    /** The request path: keys → tiered lookup → misses by policy → one head run → distributions. */
+    /** The request path: keys → tiered lookup → misses by policy → head inputs → scorer (head, statistics, JSON). */
     predict: PredictService
   }
 }
@@ -20,15 +23,16 @@ export interface PredictPluginOptions {
 const dropMisses = { enqueue: async (): Promise<number> => 0 }
 
 export default fp<PredictPluginOptions>(async (app, opts) => {
-  const { config, bundle, store, embedder, fusionHead: head, metrics, keyOf, log } = app
+  const { config, bundle, store, embedder, scorer, metrics, keyOf, log } = app
   const misses = opts.misses ?? 'queue'
   if (misses === 'queue' && !app.hasDecorator('queue')) {
     throw new Error("the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }")
   }
   app.decorate('predict', new PredictService({
-    bundle, store, embedder, head, metrics, keyOf, log,
+    bundle, store, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log,
     queue: misses === 'queue' ? app.queue : dropMisses,
     fields: new FieldFeatures(bundle),
-    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY },
+    inline: new InlineCompute({ embedder, permits: new InlinePermits(config.INLINE_CONCURRENCY), maxItems: config.INLINE_MAX_ITEMS }),
+    defaults: { budgetMs: config.BUDGET_MS, missPolicy: config.MISS_POLICY, maxBudgetMs: config.MAX_BUDGET_MS },
   }))
-}, { name: 'predict', dependencies: ['config', 'bundle', 'metrics', 'cache-store', 'encoders', 'head'] })
+}, { name: 'predict', dependencies: ['config', 'bundle', 'metrics', 'cache-store', 'encoders', 'scorer'] })

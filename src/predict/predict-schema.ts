@@ -64,7 +64,7 @@ export function predictBodySchema(limits: SchemaLimits, manifest: Pick<Manifest,
         type: 'object',
         additionalProperties: false,
         properties: {
-          budget_ms: { type: 'number', minimum: 1, maximum: 60_000 },
+          budget_ms: { type: 'number', minimum: 10, maximum: 60_000 },
           miss_policy: { type: 'string', enum: ['oov', 'budget'] },
         },
       },

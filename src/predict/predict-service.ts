@@ -1,14 +1,17 @@
 import type { Bundle } from '../bundle/load-bundle.ts'
 import type { EmbedJob } from '../queue/types.ts'
-import type { EmbeddingService, Modality } from '../embedding/embedding-service.ts'
+import type { Modality } from '../embedding/embedding-service.ts'
 import type { FieldFeatures } from '../fusion/field-features.ts'
-import type { Head, HeadInputs } from '../fusion/head.ts'
+import type { HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
-import { ctrDistribution } from '../mdn/distribution.ts'
+import type { MixtureStats } from '../mdn/batch-stats.ts'
+import { distributionAt } from '../mdn/distribution.ts'
+import type { Scorer } from '../scoring/scorer.ts'
 import { CtrError } from '../errors.ts'
-import { settleWithin } from '../util/settle-within.ts'
 import { ITEM_KEYS } from './predict-schema.ts'
 import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
+import { HeadReserve } from './head-reserve.ts'
+import type { DegradeReason, InlineCompute } from './inline-compute.ts'
 import type { MissPolicy, PredictBody, Prediction, Source } from './types.ts'
 
 export type KeyFn = (modality: Modality, input: string) => string
@@ -17,12 +20,16 @@ export interface PredictDeps {
   readonly bundle: Bundle
   readonly store: EmbeddingLookup
   readonly queue: { enqueue(jobs: EmbedJob[]): Promise<number> }
-  readonly embedder: Pick<EmbeddingService, 'compute' | 'costMs'>
-  readonly head: Pick<Head, 'runWith'>
+  /** The `budget` policy's bounded inline work. */
+  readonly inline: Pick<InlineCompute, 'run'>
+  /** Head + statistics (+ JSON): on this thread or in scorer threads (WEB_CONCURRENCY). */
+  readonly scorer: Scorer
+  readonly stats: MixtureStats
   readonly fields: FieldFeatures
-  readonly metrics: Pick<Metrics, 'requestStage' | 'sources'>
+  readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'lateResponses' | 'degraded'>
   readonly keyOf: KeyFn
-  readonly defaults: { readonly budgetMs: number; readonly missPolicy: MissPolicy }
+  /** BUDGET_MS, MISS_POLICY and the largest budget_ms a caller may ask for (MAX_BUDGET_MS). */
+  readonly defaults: { readonly budgetMs: number; readonly missPolicy: MissPolicy; readonly maxBudgetMs: number }
   readonly log: { warn(o: object, m: string): void }
 }
 
@@ -33,8 +40,13 @@ export interface PredictResult {
   timing_ms: Record<string, number>
 }
 
-// Head + statistics for a few hundred items take a few ms; keep that much of the budget for them.
-const HEAD_RESERVE_MS = 15
+/** What a scoring step returns besides its value: its own split of the time. */
+interface Finished<T> { readonly value: T; readonly headMs: number; readonly statsMs: number }
+
+interface Prepared {
+  readonly image: ResolvedModality
+  readonly text: ResolvedModality
+}
 
 function round3(x: number): number {
   return Math.round(x * 1000) / 1000
@@ -42,16 +54,53 @@ function round3(x: number): number {
 
 /** The request path: keys → tiered lookup → misses by policy → one head run → distributions. */
 export class PredictService {
+  private readonly reserve = new HeadReserve()
+
   constructor(private readonly d: PredictDeps) {}
 
+  /**
+   * `budget_ms` counts from `startedAt` (the request's arrival). Each stage gets what is left after
+   * the reserve for the head and statistics; what does not fit is degraded (L2 skipped, OOV), and only a request whose budget is already spent on arrival here is refused (503).
+   */
   async predict(body: PredictBody, startedAt: number): Promise<PredictResult> {
+    const r = await this.run(body, startedAt, async (n, fill, p) => {
+      const s = await this.d.scorer.score(n, fill)
+      const t = performance.now()
+      const predictions: Prediction[] = body.items.map((it, i) => ({
+        id: it.id,
+        ctr: distributionAt(this.d.stats, s.rows, s.pi, s.mu, s.sigma, i),
+        sources: { image: p.image.sources[i] as Source, text: p.text.sources[i] as Source },
+      }))
+      return { value: predictions, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t }
+    })
+    return { model: r.model, predictions: r.value, warnings: r.warnings, timing_ms: r.timing_ms }
+  }
+
+  /** The whole response as JSON, serialised where it was scored (the /predict route's hot path). */
+  async predictJson(body: PredictBody, startedAt: number): Promise<string> {
+    const r = await this.run(body, startedAt, async (n, fill, p) => {
+      const s = await this.d.scorer.scoreJson(n, fill, { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources })
+      return { value: s.json, headMs: s.headMs, statsMs: s.statsMs }
+    })
+    return `{"model":${JSON.stringify(r.model)},"predictions":${r.value},"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
+  }
+
+  private async run<T>(
+    body: PredictBody, startedAt: number,
+    finish: (n: number, fill: (x: HeadInputs) => void, p: Prepared) => Promise<Finished<T>>,
+  ): Promise<Omit<PredictResult, 'predictions'> & { value: T }> {
     const t0 = performance.now()
-    const budget = body.options?.budget_ms ?? this.d.defaults.budgetMs
-    if (!Number.isFinite(budget)) throw new CtrError('BAD_FIELD', ['body/options/budget_ms', 'must be a finite number'])
+    const budget = this.budgetOf(body)
     const deadline = startedAt + budget
     const policy = body.options?.miss_policy ?? this.d.defaults.missPolicy
     const items = body.items
     const warnings = new Set<string>()
+    const degraded = new Set<DegradeReason>()
+    const reserve = this.reserve.reserveMs(items.length)
+    const stagesEnd = deadline - reserve
+    // Less than the reserve left still gets an answer (L1 only, no inline work, no enqueue): it is
+    // likely in time, as the reserve is a tail estimate. Nothing left at all cannot be answered in time.
+    if (Date.now() >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
 
     const mods: ModalityInputs[] = (['image', 'text'] as const).map((modality) => {
       const inputs = items.map((it) => {
@@ -63,59 +112,45 @@ export class PredictService {
     })
     const keys = distinctKeys(mods)
     const found = new Map<string, { vector: Float32Array; tier: 'l1' | 'l2' }>()
-    const hits = keys.length > 0 ? await this.d.store.lookup(keys, deadline - HEAD_RESERVE_MS) : []
+    // A lookup with no time left is L1 only (the L2 read resolves at its deadline at once).
+    if (keys.length > 0 && stagesEnd <= Date.now()) degraded.add('lookup-skipped')
+    const hits = keys.length > 0 ? await this.d.store.lookup(keys, stagesEnd) : []
     hits.forEach((h, i) => { if (h) found.set(keys[i] as string, h) })
     const t1 = performance.now()
     const resolved = mods.map((m) => resolveFromLookup(m, found))
-    if (policy === 'budget') await Promise.all(mods.map((m, i) => this.computeWithinBudget(m, resolved[i] as ResolvedModality, deadline)))
+    if (policy === 'budget') for (const r of await this.d.inline.run(mods, resolved, stagesEnd)) degraded.add(r)
     const t2 = performance.now()
     const [image, text] = resolved as [ResolvedModality, ResolvedModality]
     // Fields are checked while the head's inputs are filled: a 400 there queues no jobs.
-    const out = await this.d.head.runWith(items.length, (x) => this.assemble(x, body, image, text, warnings))
+    const done = await finish(items.length, (x) => this.assemble(x, body, image, text, warnings), { image, text })
+    // Never skipped, even late: offering jobs costs well under a millisecond (the Redis queue's
+    // call is not awaited), and a skipped miss stays OOV until it is asked for again; under a cold
+    // burst that is every item (bench scenario 9 lost 97% of its jobs that way).
     mods.forEach((m, i) => this.enqueueMisses(m, resolved[i] as ResolvedModality))
-    const t3 = performance.now()
-    const predictions: Prediction[] = items.map((it, i) => ({
-      id: it.id,
-      ctr: ctrDistribution(this.d.bundle.manifest, out.pi, out.mu, out.sigma, i),
-      sources: { image: image.sources[i] as Source, text: text.sources[i] as Source },
-    }))
     const t4 = performance.now()
+    this.reserve.observe(items.length, t4 - t2)
     this.countSources(image.sources, 'image')
     this.countSources(text.sources, 'text')
-    const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t3 - t2, stats: t4 - t3 }
+    for (const reason of degraded) this.d.metrics.degraded.inc({ reason })
+    if (Date.now() > deadline) this.d.metrics.lateResponses.inc()
+    // head = assembly + the head's run (+ waiting for a scorer thread); stats = statistics + JSON.
+    const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t4 - t2 - done.statsMs, stats: done.statsMs }
     for (const [stage, ms] of Object.entries(timing)) this.d.metrics.requestStage.observe({ stage }, ms / 1000)
     const m = this.d.bundle.manifest
     return {
       model: { name: m.name, version: m.version },
-      predictions,
+      value: done.value,
       warnings: [...warnings],
       timing_ms: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, round3(v)])),
     }
   }
 
-  private async computeWithinBudget(m: ModalityInputs, r: ResolvedModality, deadline: number): Promise<void> {
-    const left = deadline - Date.now() - HEAD_RESERVE_MS
-    if (left < this.d.embedder.costMs[m.modality]) return
-    const idx: number[] = []
-    const reqs = new Map<string, string>()
-    r.sources.forEach((s, i) => {
-      if (s !== 'oov') return
-      idx.push(i)
-      reqs.set(m.keys[i] as string, m.inputs[i] as string)
-    })
-    if (reqs.size === 0) return
-    const entries = [...reqs.entries()]
-    const settled = await settleWithin(
-      () => this.d.embedder.compute(m.modality, entries.map(([key, input]) => ({ key, input })), deadline - HEAD_RESERVE_MS),
-      deadline - HEAD_RESERVE_MS - Date.now(),
-    )
-    if (!settled.ok) return
-    const byKey = new Map<string, Float32Array>()
-    settled.value.forEach((res, j) => { if (res.ok) byKey.set((entries[j] as [string, string])[0], res.vector) })
-    for (const i of idx) {
-      const v = byKey.get(m.keys[i] as string)
-      if (v) { r.vectors[i] = v; r.sources[i] = 'computed' }
-    }
+  private budgetOf(body: PredictBody): number {
+    const budget = body.options?.budget_ms ?? this.d.defaults.budgetMs
+    if (!Number.isFinite(budget)) throw new CtrError('BAD_FIELD', ['body/options/budget_ms', 'must be a finite number'])
+    const max = this.d.defaults.maxBudgetMs
+    if (budget > max) throw new CtrError('BAD_FIELD', ['body/options/budget_ms', `must be at most ${max} (this server's MAX_BUDGET_MS)`])
+    return budget
   }
 
   private enqueueMisses(m: ModalityInputs, r: ResolvedModality): void {
@@ -145,7 +180,7 @@ export class PredictService {
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
-      for (const k of Object.keys(it)) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
+      for (const k in it) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
 

@@ -5,6 +5,8 @@ import { backoffDelayMs, type BackoffOptions } from './backoff.ts'
 import { JobTally } from './job-tally.ts'
 import { NegativeCache } from './negative-cache.ts'
 import { runBatch } from './run-batch.ts'
+import { bumpDemand } from './demand-score.ts'
+import { PriorityHeap } from './priority-heap.ts'
 import { assertConsumeOptions } from './consume-options.ts'
 import {
   MODALITIES, type CloseOptions, type ConsumeOptions, type EmbedHandler, type EmbedJob, type EmbedQueue,
@@ -26,20 +28,40 @@ export interface MemoryQueueOptions {
   readonly name?: string
   /** Jitter source; tests may pin it. */
   readonly random?: () => number
+  /** Half-life of a job's demand (see demand-score.ts); default 60 s (QUEUE_PRIORITY_HALF_LIFE_S). */
+  readonly halfLifeMs?: number
+  /** Jobs first queued longer ago than this are dropped unrun, counted `expired`; default none (QUEUE_MAX_AGE_S). */
+  readonly maxAgeMs?: number
+  /** Clock for demand and age; tests may pin it. */
+  readonly now?: () => number
 }
 
 interface Entry {
   readonly job: EmbedJob
   /** 1-based number of the attempt this entry will make. */
   readonly attempt: number
-  /** When it became ready; a partial batch waits `batchWaitMs` from its oldest entry. */
+  /** When it became ready; a partial batch waits `batchWaitMs` from the top entry's. */
   readyAt: number
+  /** When the job was first queued: its age for QUEUE_MAX_AGE_S. */
+  readonly firstQueuedAt: number
+  /** Decayed request count (log domain, demand-score.ts): the most requested job runs first. */
+  priority: number
+  heapIndex: number
+  readonly seq: number
 }
+
+const DEFAULT_HALF_LIFE_MS = 60_000
 
 type State = 'open' | 'draining' | 'closed'
 
 export class MemoryQueue implements EmbedQueue {
-  private readonly ready: Record<Modality, Entry[]> = { image: [], text: [] }
+  private readonly ready: Record<Modality, PriorityHeap<Entry>> = { image: new PriorityHeap(), text: new PriorityHeap() }
+  /** Entries ready or waiting for a retry, by key: a repeated miss raises their priority. */
+  private readonly waitingByKey = new Map<string, Entry>()
+  private readonly now: () => number
+  private readonly halfLifeMs: number
+  private sweepTimer: NodeJS.Timeout | undefined
+  private seq = 0
   private readonly inFlight: Record<Modality, number> = { image: 0, text: 0 }
   private readonly retries = new Map<string, { readonly entry: Entry; readonly timer: NodeJS.Timeout }>()
   /** Keys queued, waiting for a retry or in flight: the single-flight set. */
@@ -54,20 +76,31 @@ export class MemoryQueue implements EmbedQueue {
 
   constructor(private readonly opts: MemoryQueueOptions) {
     this.negative = new NegativeCache(opts.negativeMaxKeys)
+    this.now = opts.now ?? Date.now
+    this.halfLifeMs = opts.halfLifeMs ?? DEFAULT_HALF_LIFE_MS
+    const maxAge = opts.maxAgeMs
+    if (maxAge !== undefined && Number.isFinite(maxAge)) {
+      // Jobs the workers never reach must still leave: sweep a few times per maximum age.
+      this.sweepTimer = setInterval(() => this.expireOld(), Math.min(Math.max(maxAge / 4, 100), 5_000)).unref()
+    }
   }
 
   async enqueue(jobs: readonly EmbedJob[]): Promise<number> {
     const tally = new JobTally()
-    const now = Date.now()
+    const now = this.now()
     let accepted = 0
     for (const job of jobs) {
       if (this.state !== 'open') tally.add(job.modality, 'dropped')
-      else if (this.known.has(job.key)) tally.add(job.modality, 'deduplicated')
-      else if (this.negative.has(job.key)) tally.add(job.modality, 'negative')
+      else if (this.known.has(job.key)) {
+        this.raise(job.key, now)
+        tally.add(job.modality, 'deduplicated')
+      } else if (this.negative.has(job.key)) tally.add(job.modality, 'negative')
       else if (this.waiting() >= this.opts.capacity) tally.add(job.modality, 'dropped')
       else {
         this.known.add(job.key)
-        this.ready[job.modality].push({ job, attempt: 1, readyAt: now })
+        const entry: Entry = { job, attempt: 1, readyAt: now, firstQueuedAt: now, priority: bumpDemand(undefined, now, this.halfLifeMs), heapIndex: -1, seq: this.seq++ }
+        this.waitingByKey.set(job.key, entry)
+        this.ready[job.modality].push(entry)
         tally.add(job.modality, 'queued')
         accepted++
       }
@@ -76,6 +109,35 @@ export class MemoryQueue implements EmbedQueue {
     this.changed()
     this.pump()
     return accepted
+  }
+
+  /** One more request for a queued key; a key in flight has no entry and keeps its place. */
+  private raise(key: string, now: number): void {
+    const entry = this.waitingByKey.get(key)
+    if (!entry) return
+    entry.priority = bumpDemand(entry.priority, now, this.halfLifeMs)
+    this.ready[entry.job.modality].raised(entry)
+  }
+
+  private expired(entry: Entry, now: number): boolean {
+    return this.opts.maxAgeMs !== undefined && now - entry.firstQueuedAt > this.opts.maxAgeMs
+  }
+
+  private expireOld(): void {
+    const now = this.now()
+    const tally = new JobTally()
+    for (const modality of MODALITIES) {
+      for (const entry of this.ready[modality].removeWhere((e) => this.expired(e, now))) this.forget(entry, 'expired', tally)
+    }
+    tally.flush(this.opts.metrics)
+    this.changed()
+  }
+
+  /** The entry leaves the queue unrun. */
+  private forget(entry: Entry, outcome: 'expired' | 'dropped', tally: JobTally): void {
+    this.known.delete(entry.job.key)
+    this.waitingByKey.delete(entry.job.key)
+    tally.add(entry.job.modality, outcome)
   }
 
   start(handler: EmbedHandler, opts: ConsumeOptions): void {
@@ -112,7 +174,7 @@ export class MemoryQueue implements EmbedQueue {
   }
 
   private waiting(): number {
-    return this.ready.image.length + this.ready.text.length + this.retries.size
+    return this.ready.image.size + this.ready.text.size + this.retries.size
   }
 
   private running(): number {
@@ -124,21 +186,37 @@ export class MemoryQueue implements EmbedQueue {
     const handler = this.handler
     const consume = this.consume
     if (!handler || !consume || this.state === 'closed') return
-    const now = Date.now()
+    const now = this.now()
     let nextDue = Infinity
     for (const modality of MODALITIES) {
       const queue = this.ready[modality]
-      while (queue.length > 0 && this.inFlight[modality] < consume.concurrency) {
-        const due = (queue[0]?.readyAt ?? now) + consume.batchWaitMs
-        if (queue.length < consume.batchSize && now < due && this.state === 'open') {
+      while (queue.size > 0 && this.inFlight[modality] < consume.concurrency) {
+        const due = (queue.peek()?.readyAt ?? now) + consume.batchWaitMs
+        if (queue.size < consume.batchSize && now < due && this.state === 'open') {
           nextDue = Math.min(nextDue, due)
           break
         }
-        void this.runEntries(handler, modality, queue.splice(0, consume.batchSize))
+        const batch = this.take(queue, consume.batchSize, now)
+        if (batch.length > 0) void this.runEntries(handler, modality, batch)
       }
     }
     clearTimeout(this.waitTimer)
     this.waitTimer = Number.isFinite(nextDue) ? setTimeout(() => this.pump(), nextDue - now) : undefined
+  }
+
+  /** The `n` most requested entries; expired ones met on the way are dropped. */
+  private take(queue: PriorityHeap<Entry>, n: number, now: number): Entry[] {
+    const batch: Entry[] = []
+    const tally = new JobTally()
+    while (batch.length < n) {
+      const entry = queue.pop()
+      if (!entry) break
+      if (this.expired(entry, now)) { this.forget(entry, 'expired', tally); continue }
+      this.waitingByKey.delete(entry.job.key)
+      batch.push(entry)
+    }
+    tally.flush(this.opts.metrics)
+    return batch
   }
 
   private async runEntries(handler: EmbedHandler, modality: Modality, entries: Entry[]): Promise<void> {
@@ -165,7 +243,7 @@ export class MemoryQueue implements EmbedQueue {
         return
       }
       tally.add(job.modality, 'retried')
-      this.scheduleRetry({ job, attempt: entry.attempt + 1, readyAt: 0 })
+      this.scheduleRetry({ ...entry, attempt: entry.attempt + 1, readyAt: 0, heapIndex: -1 })
     } else {
       this.known.delete(job.key)
       this.negative.add(job.key, this.opts.negativeTtlMs)
@@ -178,27 +256,29 @@ export class MemoryQueue implements EmbedQueue {
     const delay = backoffDelayMs(next.attempt - 1, this.opts.backoff, this.opts.random)
     const timer = setTimeout(() => {
       this.retries.delete(next.job.key)
-      next.readyAt = Date.now()
-      this.ready[next.job.modality].push(next)
+      next.readyAt = this.now()
+      if (this.expired(next, next.readyAt)) {
+        const tally = new JobTally()
+        this.forget(next, 'expired', tally)
+        tally.flush(this.opts.metrics)
+      } else this.ready[next.job.modality].push(next)
       this.changed()
       this.pump()
     }, delay)
     this.retries.set(next.job.key, { entry: next, timer })
+    this.waitingByKey.set(next.job.key, next)
   }
 
   private dropWaiting(): void {
     clearTimeout(this.waitTimer)
+    clearInterval(this.sweepTimer)
     const tally = new JobTally()
     for (const modality of MODALITIES) {
-      for (const { job } of this.ready[modality].splice(0)) {
-        this.known.delete(job.key)
-        tally.add(modality, 'dropped')
-      }
+      for (const entry of this.ready[modality].clear()) this.forget(entry, 'dropped', tally)
     }
     for (const { entry, timer } of this.retries.values()) {
       clearTimeout(timer)
-      this.known.delete(entry.job.key)
-      tally.add(entry.job.modality, 'dropped')
+      this.forget(entry, 'dropped', tally)
     }
     this.retries.clear()
     tally.flush(this.opts.metrics)

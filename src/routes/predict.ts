@@ -19,5 +19,9 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
       body: predictBodySchema({ maxItems: config.MAX_ITEMS }, bundle.manifest),
       response: { 200: predictResponseSchema(bundle.manifest) },
     },
-  }, async (request) => predict.predict(request.body, request.receivedAt))
+  }, async (request, reply) => {
+    // A string is sent as is: the JSON was written where the request was scored (predictions-json.ts).
+    const json = await predict.predictJson(request.body, request.receivedAt)
+    return reply.type('application/json; charset=utf-8').send(json)
+  })
 }

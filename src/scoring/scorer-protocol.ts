@@ -1,0 +1,53 @@
+import type { Manifest } from '../bundle/manifest.ts'
+import type { Source } from '../predict/types.ts'
+
+// Messages between the request thread and a scorer thread. Input buffers travel by transfer (no
+// copy) and come back with the answer, to be reused by a later request.
+
+export interface ScorerWorkerData {
+  readonly dir: string
+  readonly manifest: Manifest
+  readonly fieldsDim: number
+  readonly intraOpThreads: number
+}
+
+export interface InputSet {
+  readonly capacity: number
+  readonly image: Float32Array
+  readonly imageOov: Float32Array
+  readonly text: Float32Array
+  readonly textOov: Float32Array
+  readonly fields: Float32Array
+}
+
+export const SOURCE_CODES: readonly Source[] = ['l1', 'l2', 'computed', 'oov', 'absent']
+
+export interface ScoreRequest {
+  readonly id: number
+  readonly n: number
+  readonly inputs: InputSet
+  /** JSON wanted: ids and the source codes of image (first n) and text (next n). */
+  readonly meta?: { readonly ids: readonly string[]; readonly sources: Uint8Array }
+}
+
+export type ScoreResponse =
+  | { readonly id: number; readonly ok: true; readonly inputs: InputSet; readonly headMs: number; readonly statsMs: number
+      readonly json?: string; readonly rows?: Float64Array; readonly pi?: Float32Array; readonly mu?: Float32Array; readonly sigma?: Float32Array }
+  | { readonly id: number; readonly ok: false; readonly inputs: InputSet; readonly error: string }
+
+/** One set of head inputs for up to `capacity` rows, all views of one buffer: one transfer per message. */
+export function allocateInputs(bundle: { readonly manifest: Manifest; readonly fieldsDim: number }, capacity: number): InputSet {
+  const sizes = [bundle.manifest.oov.image.dim, 1, bundle.manifest.oov.text.dim, 1, bundle.fieldsDim].map((d) => d * capacity)
+  const buffer = new ArrayBuffer(sizes.reduce((a, b) => a + b, 0) * Float32Array.BYTES_PER_ELEMENT)
+  let offset = 0
+  const [image, imageOov, text, textOov, fields] = sizes.map((len) => {
+    const view = new Float32Array(buffer, offset * Float32Array.BYTES_PER_ELEMENT, len)
+    offset += len
+    return view
+  }) as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array]
+  return { capacity, image, imageOov, text, textOov, fields }
+}
+
+export function inputBuffers(s: InputSet): ArrayBuffer[] {
+  return [s.image.buffer as ArrayBuffer]
+}

@@ -1,0 +1,55 @@
+// A scorer thread: the head's run, the mixture statistics and the predictions JSON of one request
+// at a time per message, off the thread that parses requests and writes responses (issue 11).
+import { parentPort, workerData } from 'node:worker_threads'
+import { Head, type HeadInputs } from '../fusion/head.ts'
+import { mixtureStatsOf } from '../mdn/batch-stats.ts'
+import { PredictionsJson } from '../predict/predictions-json.ts'
+import { scoreInputs } from './scorer.ts'
+import { SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, inputBuffers } from './scorer-protocol.ts'
+import type { Source } from '../predict/types.ts'
+
+const data = workerData as ScorerWorkerData
+const port = parentPort
+if (!port) throw new Error('scorer-worker must run in a worker thread')
+
+const head = await Head.load(data, data.intraOpThreads)
+const stats = mixtureStatsOf(data.manifest)
+const json = new PredictionsJson(stats)
+const di = data.manifest.oov.image.dim
+const dt = data.manifest.oov.text.dim
+
+function views(req: ScoreRequest): HeadInputs {
+  const { n, inputs: s } = req
+  return {
+    n, image: s.image.subarray(0, n * di), imageOov: s.imageOov.subarray(0, n),
+    text: s.text.subarray(0, n * dt), textOov: s.textOov.subarray(0, n), fields: s.fields.subarray(0, n * data.fieldsDim),
+  }
+}
+
+async function handle(req: ScoreRequest): Promise<ScoreResponse> {
+  const s = await scoreInputs(head, stats, views(req))
+  if (!req.meta) return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs, rows: s.rows, pi: s.pi, mu: s.mu, sigma: s.sigma }
+  const t = performance.now()
+  const codes = req.meta.sources
+  const n = req.n
+  const image: Source[] = new Array<Source>(n)
+  const text: Source[] = new Array<Source>(n)
+  for (let i = 0; i < n; i++) {
+    image[i] = SOURCE_CODES[codes[i] as number] as Source
+    text[i] = SOURCE_CODES[codes[n + i] as number] as Source
+  }
+  const body = json.write(s, { ids: req.meta.ids, image, text })
+  return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, json: body }
+}
+
+port.on('message', (req: ScoreRequest) => {
+  handle(req).then(
+    (res) => {
+      const transfer = inputBuffers(res.inputs)
+      if (res.ok && res.rows) transfer.push(res.rows.buffer as ArrayBuffer)
+      port.postMessage(res, transfer)
+    },
+    (err: unknown) => port.postMessage({ id: req.id, ok: false, inputs: req.inputs, error: err instanceof Error ? err.message : String(err) }, inputBuffers(req.inputs)),
+  )
+})
+port.postMessage({ ready: true })
