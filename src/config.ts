@@ -39,6 +39,8 @@ const schema = {
     QUEUE_CLIENT_BURST: { type: 'integer', minimum: 1, default: 2000 },
     QUEUE_MAX_AGE_S: { type: 'integer', minimum: 0, default: 3600 },
     QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
+    QUEUE_PARTITIONS: { type: 'integer', minimum: 1, maximum: 1024, default: 8 },
+    QUEUE_CLAIM_MS: { type: 'integer', minimum: 300, maximum: 3_600_000, default: 30_000 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
@@ -80,6 +82,8 @@ export interface Config {
   QUEUE_CLIENT_BURST: number
   QUEUE_MAX_AGE_S: number
   QUEUE_PRIORITY_HALF_LIFE_S: number
+  QUEUE_PARTITIONS: number
+  QUEUE_CLAIM_MS: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   WEB_CONCURRENCY: number

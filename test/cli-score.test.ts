@@ -9,6 +9,7 @@ import { SAMPLE_DIR } from '../support/bundle.ts'
 import { type ImageOrigin, startImageOrigin } from '../support/image-origin.ts'
 import { startRedis } from '../support/redis.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
+import { partitionKeyPattern } from '../src/queue/partition-keys.ts'
 import type { FieldValues, Prediction, PredictItem } from '../src/predict/types.ts'
 import { ctrserve, readJsonl } from '../support/cli.ts' // the real binary, as operators run it
 
@@ -197,8 +198,11 @@ test('--policy oov with Redis queues misses on the shared durable queue only wit
     assert.deepEqual(await client.keys(`${prefix}:q:*`), [])
     const queued = await ctrserve([...common, '--enqueue-misses'], { REDIS_PREFIX: prefix })
     assert.equal(queued.code, 0, queued.stderr)
-    assert.equal(await client.xlen(`${prefix}:q:stream:image`), 6)
-    assert.equal(await client.xlen(`${prefix}:q:stream:text`), 6)
+    for (const modality of ['image', 'text'] as const) {
+      const hashes = await client.keys(partitionKeyPattern(prefix, 'jobs', modality))
+      const jobs = await Promise.all(hashes.map((k) => client.hlen(k)))
+      assert.equal(jobs.reduce((a, b) => a + b, 0), 6, `${modality} jobs queued`)
+    }
   } finally {
     await client.quit()
   }

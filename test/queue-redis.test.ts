@@ -1,37 +1,41 @@
 import { after, before, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { Redis } from 'ioredis'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
+import { partitionKeys, partitionOf } from '../src/queue/partition-keys.ts'
 import { RedisQueue, type RedisQueueOptions } from '../src/queue/redis-queue.ts'
-import type { EmbedHandler, EmbedJob, JobOutcome, Modality } from '../src/queue/types.ts'
+import type { EmbedJob, Modality } from '../src/queue/types.ts'
+import { cacheJob, jobCount, OK, recorder, recordingLog, redisErrors, until, type LogLine } from '../support/queue-harness.ts'
 import { startRedis, type RedisServer } from '../support/redis.ts'
 
-const OK: JobOutcome = { ok: true }
 let server: RedisServer
 
 before(async () => { server = await startRedis() })
 after(async () => { await server.stop() })
 
-function job(key: string, modality: Modality = 'image'): EmbedJob {
-  return { key, modality, input: `https://origin.test/${key}.jpg` }
-}
-
-function client(commandTimeout?: number): Redis {
-  const redis = new Redis(server.url, { retryStrategy: () => 50, ...(commandTimeout ? { commandTimeout } : {}) })
+function client(): Redis {
+  const redis = new Redis(server.url, { retryStrategy: () => 50 })
   // Connection errors are expected while a test kills Redis; commands report their own failures.
   redis.on('error', () => undefined)
   return redis
 }
 
+interface Made { readonly queue: RedisQueue; readonly metrics: Metrics; readonly log: LogLine[] }
 interface Harness {
   readonly prefix: string
   readonly admin: Redis
-  queue(overrides?: Partial<RedisQueueOptions>, commandTimeout?: number): { queue: RedisQueue; metrics: Metrics; redis: Redis }
+  job(name: string, modality?: Modality, version?: string): EmbedJob
+  queue(overrides?: Partial<RedisQueueOptions>): Promise<Made>
+  /** The partition keys a job lives under (P = 8, the default). */
+  keysOf(job: EmbedJob, version?: string): ReturnType<typeof partitionKeys>
 }
 
-/** A unique prefix per test, queues closed and the prefix's keys deleted after it. */
+const PARTITIONS = 8
+
+/** A unique prefix per test; queues closed and the prefix's keys deleted after it. */
 function harness(t: TestContext): Harness {
   const prefix = `qt-${randomBytes(4).toString('hex')}`
   const admin = client()
@@ -46,270 +50,359 @@ function harness(t: TestContext): Harness {
   })
   return {
     prefix, admin,
-    queue: (overrides = {}, commandTimeout) => {
+    job: (name, modality = 'image', version = 'v1') => cacheJob(prefix, name, modality, version),
+    keysOf: (job, version = 'v1') => partitionKeys(prefix, job.modality, version, partitionOf(job.key, PARTITIONS)),
+    queue: async (overrides = {}) => {
       const metrics = createMetrics({ defaultMetrics: false })
-      const redis = client(commandTimeout)
+      const redis = client()
       clients.push(redis)
+      const log = recordingLog()
       const queue = new RedisQueue({
-        redis, prefix, metrics, maxAttempts: 3, backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000,
-        claimIdleMs: 60_000, maintenanceIntervalMs: 20, pollMs: 200, random: () => 0, ...overrides,
+        redis, prefix, metrics, log, versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
+        backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, random: () => 0,
+        resendIntervalMs: 0, ...overrides,
       })
       queues.push(queue)
-      return { queue, metrics, redis }
+      await queue.whenReady()
+      return { queue, metrics, log: log.lines }
     },
   }
 }
 
-async function jobCount(metrics: Metrics, outcome: string): Promise<number> {
-  const { values } = await metrics.jobs.get()
-  return values.filter((v) => v.labels.outcome === outcome).reduce((sum, v) => sum + v.value, 0)
-}
+const CONSUME = { concurrency: 2, batchSize: 4, batchWaitMs: 0 }
 
-async function redisErrors(metrics: Metrics): Promise<number> {
-  const { values } = await metrics.redisErrors.get()
-  return values.reduce((sum, v) => sum + v.value, 0)
-}
-
-async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time')
-    await sleep(10)
-  }
-}
-
-function recorder(outcome: (job: EmbedJob, call: number) => JobOutcome = () => OK): { handler: EmbedHandler; seen: string[]; batches: number[] } {
-  const seen: string[] = []
-  const batches: number[] = []
-  return {
-    seen, batches,
-    handler: async (batch) => {
-      batches.push(batch.length)
-      seen.push(...batch.map((j) => j.key))
-      return batch.map((j) => outcome(j, seen.filter((k) => k === j.key).length))
-    },
-  }
-}
-
-const CONSUME = { concurrency: 2, batchSize: 4, batchWaitMs: 20 }
-
-test('redis queue: two instances on one Redis process a job enqueued by both exactly once', async (t) => {
+test('redis queue: two instances on one Redis handle a job enqueued by both exactly once; nothing is left behind', async (t) => {
   const h = harness(t)
-  const a = h.queue()
-  const b = h.queue()
-  const jobs = Array.from({ length: 12 }, (_, i) => job(`k${i}`, i % 3 === 0 ? 'text' : 'image'))
+  const a = await h.queue()
+  const b = await h.queue()
+  const jobs = Array.from({ length: 24 }, (_, i) => h.job(`k${i}`, i % 3 === 0 ? 'text' : 'image'))
   const [na, nb] = await Promise.all([a.queue.enqueue(jobs), b.queue.enqueue(jobs)])
-  assert.equal(na + nb, 12, 'the atomic marker admits each key once across instances')
+  assert.equal(na + nb, 24, 'the job record admits each key once across instances')
   assert.equal(await a.queue.enqueue(jobs), 0)
+  assert.equal(await a.queue.depth(), 24)
   const ra = recorder()
   const rb = recorder()
   a.queue.start(ra.handler, CONSUME)
   b.queue.start(rb.handler, CONSUME)
-  await until(() => ra.seen.length + rb.seen.length >= 12)
-  await sleep(150)
-  const all = [...ra.seen, ...rb.seen].sort()
-  assert.deepEqual(all, jobs.map((j) => j.key).sort(), 'every key handled exactly once')
-  assert.ok(ra.seen.length > 0 || rb.seen.length > 0)
-  assert.equal(await jobCount(a.metrics, 'done') + await jobCount(b.metrics, 'done'), 12)
-  assert.equal(await jobCount(a.metrics, 'deduplicated') + await jobCount(b.metrics, 'deduplicated'), 24)
-  assert.equal(await h.admin.exists(`${h.prefix}:pending:k1`), 0, 'marker cleared after success')
-  assert.equal(await h.admin.xlen(`${h.prefix}:stream:image`), 0, 'acked entries are deleted')
+  await until(async () => await jobCount(a.metrics, 'done') + await jobCount(b.metrics, 'done') === 24)
+  assert.deepEqual([...ra.seen, ...rb.seen].sort(), jobs.map((j) => j.key).sort(), 'every key handled exactly once')
+  assert.equal(await jobCount(a.metrics, 'deduplicated') + await jobCount(b.metrics, 'deduplicated'), 48)
   assert.equal(await a.queue.depth(), 0)
-  assert.equal(await a.queue.enqueue([job('k1')]), 1, 'a finished key can be enqueued again')
+  const left = (await h.admin.keys(`${h.prefix}:q:*`)).filter((k) => !k.includes(':neg:'))
+  assert.deepEqual(left, [], 'no waiting, leased, owner, born or record keys remain')
+  assert.equal(await a.queue.enqueue([jobs[1] as EmbedJob]), 1, 'a finished key can be enqueued again')
 })
 
-test('redis queue: micro-batches from XREADGROUP COUNT (10 jobs, size 4 → 4, 4, 2), one modality each', async (t) => {
+test('redis queue: jobs spread over the partitions; a batch is filled across them (10 jobs, size 4 → 4, 4, 2), one modality each', async (t) => {
   const h = harness(t)
-  const { queue } = h.queue()
-  await queue.enqueue([...Array.from({ length: 10 }, (_, i) => job(`i${i}`)), job('t1', 'text')])
+  const { queue } = await h.queue()
+  const jobs = [...Array.from({ length: 10 }, (_, i) => h.job(`i${i}`)), h.job('t1', 'text')]
+  await queue.enqueue(jobs)
+  const used = new Set(jobs.filter((j) => j.modality === 'image').map((j) => h.keysOf(j).index))
+  assert.ok(used.size >= 4, `10 keys over 8 partitions used ${used.size}`)
+  for (const j of jobs) assert.equal(await h.admin.zscore(h.keysOf(j).wait, j.key) !== null, true)
   const sizes: Record<Modality, number[]> = { image: [], text: [] }
   queue.start(async (batch) => {
     const modality = batch[0]?.modality ?? 'image'
     assert.ok(batch.every((j) => j.modality === modality))
     sizes[modality].push(batch.length)
     return batch.map(() => OK)
-  }, { concurrency: 1, batchSize: 4, batchWaitMs: 30 })
+  }, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
   await until(() => sizes.image.length === 3 && sizes.text.length === 1)
   assert.deepEqual(sizes, { image: [4, 4, 2], text: [1] })
 })
 
-test('redis queue: a crashed consumer\'s jobs are reclaimed by another instance after the idle time', async (t) => {
+test('redis queue: 100 keys asked for again and again are handled before a backlog of 50,000 one-off jobs', async (t) => {
   const h = harness(t)
-  const claimIdleMs = 300
-  const crashed = h.queue({ claimIdleMs })
-  const taken: string[] = []
-  await crashed.queue.enqueue([job('a'), job('b'), job('c')])
-  crashed.queue.start(async (batch) => { taken.push(...batch.map((j) => j.key)); return new Promise<never>(() => undefined) },
-    { concurrency: 1, batchSize: 4, batchWaitMs: 10 })
-  await until(() => taken.length === 3)
-  const takenAt = Date.now()
-  await crashed.queue.close({ drain: false, timeoutMs: 50 }) // abandoned: the handler never answers
-  const pending = await h.admin.xpending(`${h.prefix}:stream:image`, 'embedders')
-  assert.equal(pending[0], 3, 'the entries stay in the dead consumer\'s pending list')
+  const { queue } = await h.queue({ enqueueTimeoutMs: 30_000 })
+  const hot = Array.from({ length: 100 }, (_, i) => h.job(`hot${i}`))
+  // First seen before the backlog: by age alone they would come last.
+  assert.equal(await queue.enqueue(hot), 100)
+  for (let c = 0; c < 50; c++) {
+    assert.equal(await queue.enqueue(Array.from({ length: 1000 }, (_, i) => h.job(`cold${c * 1000 + i}`))), 1000)
+  }
+  for (let r = 0; r < 4; r++) assert.equal(await queue.enqueue(hot), 0, 'repeats raise demand, never add jobs')
+  const seen: string[] = []
+  queue.start(async (batch) => { seen.push(...batch.map((j) => j.key)); return batch.map(() => OK) },
+    { concurrency: 1, batchSize: 16, batchWaitMs: 0 })
+  await until(() => seen.length >= 400)
+  await queue.close({ drain: false, timeoutMs: 5_000 })
+  const hotKeys = new Set(hot.map((j) => j.key))
+  const partition = (key: string): number => partitionOf(key, PARTITIONS)
+  // Within a partition the order is strict: every hot key before any backlog key.
+  for (let p = 0; p < PARTITIONS; p++) {
+    const order = seen.filter((k) => partition(k) === p)
+    const lastHot = order.map((k) => hotKeys.has(k)).lastIndexOf(true)
+    const firstCold = order.findIndex((k) => !hotKeys.has(k))
+    assert.ok(firstCold === -1 || lastHot < firstCold, `partition ${p}: a backlog job ran before a hot one`)
+  }
+  // Across partitions a batch takes ceil(16 / P) = 2 from each first: the partition with the most
+  // hot keys (h) needs ceil(h / 2) batches, so every hot key is handled within that many batches.
+  const perPartition = Array.from({ length: PARTITIONS }, (_, p) => hot.filter((j) => partition(j.key) === p).length)
+  const bound = Math.ceil(Math.max(...perPartition) / 2) * 16
+  assert.equal(seen.slice(0, bound).filter((k) => hotKeys.has(k)).length, 100, `hot keys per partition ${perPartition.join(',')}`)
+})
 
-  const rescuer = h.queue({ claimIdleMs, pruneIdleMs: 200 })
+test('redis queue: jobs older than the maximum age are dropped unrun and counted expired', async (t) => {
+  const h = harness(t)
+  const { queue, metrics } = await h.queue({ maxAgeMs: 200 })
+  const old = Array.from({ length: 5 }, (_, i) => h.job(`old${i}`))
+  await queue.enqueue(old)
+  await sleep(300) // older than the maximum age before any consumer looks
+  const fresh = h.job('fresh')
+  await queue.enqueue([fresh])
   const r = recorder()
-  const doneAt: number[] = []
-  rescuer.queue.start(async (batch) => { doneAt.push(Date.now()); return r.handler(batch) }, { concurrency: 1, batchSize: 4, batchWaitMs: 10 })
-  await until(() => r.seen.length === 3)
-  assert.deepEqual(r.seen.sort(), ['a', 'b', 'c'])
-  assert.ok((doneAt[0] ?? 0) - takenAt >= claimIdleMs - 60, `reclaimed after ${(doneAt[0] ?? 0) - takenAt} ms`)
-  await until(async () => (await h.admin.xpending(`${h.prefix}:stream:image`, 'embedders'))[0] === 0)
-  assert.equal(await jobCount(rescuer.metrics, 'done'), 3)
+  queue.start(r.handler, CONSUME)
+  await until(async () => await jobCount(metrics, 'expired') === 5 && await jobCount(metrics, 'done') === 1)
+  assert.deepEqual(r.seen, [fresh.key])
+  for (const j of old) assert.equal(await h.admin.hexists(h.keysOf(j).jobs, j.key), 0, 'the expired record is gone')
+  assert.equal(await queue.enqueue([old[0] as EmbedJob]), 1, 'an expired key can be queued again')
+})
+
+test('redis queue: an enqueue whose reply does not come in time is unknown (it may be queued); a refused one is dropped', async (t) => {
+  const h = harness(t)
+  const { queue, metrics } = await h.queue({ enqueueTimeoutMs: 100 })
+  const paused = h.job('paused')
+  await h.admin.call('CLIENT', 'PAUSE', '600', 'WRITE')
+  assert.equal(await queue.enqueue([paused]), 0)
+  assert.equal(await jobCount(metrics, 'unknown'), 1)
+  assert.equal(await jobCount(metrics, 'dropped'), 0)
+  await until(async () => await h.admin.hexists(h.keysOf(paused).jobs, paused.key) === 1)
+  // It was queued after all: the next offer deduplicates.
+  assert.equal(await queue.enqueue([paused]), 0)
+  assert.equal(await jobCount(metrics, 'deduplicated'), 1)
+
+  await h.admin.config('SET', 'maxmemory', '1')
+  try {
+    assert.equal(await queue.enqueue([h.job('oom')]), 0)
+  } finally {
+    await h.admin.config('SET', 'maxmemory', '0')
+  }
+  assert.equal(await jobCount(metrics, 'dropped'), 1, 'an error reply (OOM) is a refusal')
+  assert.ok(await redisErrors(metrics, 'queue_enqueue') >= 2)
+})
+
+test('redis queue: a malformed record is removed with every trace; a malformed key no longer blocks its job', async (t) => {
+  const h = harness(t)
+  const { queue, metrics } = await h.queue()
+  const bad = h.job('bad')
+  const orphan = h.job('orphan')
+  const k = h.keysOf(bad)
+  await h.admin.hset(k.jobs, bad.key, 'not json')
+  await h.admin.zadd(k.wait, 1, bad.key)
+  await h.admin.zadd(k.born, Date.now(), bad.key) // young: removed as malformed, not as expired
+  await h.admin.zadd(h.keysOf(orphan).wait, 1, orphan.key) // waiting without a record
+  const r = recorder()
+  queue.start(r.handler, CONSUME)
+  await until(async () => await redisErrors(metrics, 'queue_malformed') === 2)
+  assert.deepEqual(r.seen, [])
+  assert.equal(await h.admin.zcard(k.wait) + await h.admin.zcard(k.born) + await h.admin.hlen(k.jobs), 0)
+  assert.equal(await h.admin.zcard(h.keysOf(orphan).wait), 0)
+  // Written again by hand, a malformed record is replaced at the next enqueue, not deduplicated against.
+  await h.admin.hset(k.jobs, bad.key, '{"i":1}')
+  assert.equal(await queue.enqueue([bad]), 1)
+  await until(() => r.seen.includes(bad.key))
+})
+
+test('redis queue: queues of two encoder versions on one Redis never hand a job to the other version\'s consumer', async (t) => {
+  const h = harness(t)
+  const a = await h.queue({ versions: { image: 'vA', text: 'v1' } })
+  const b = await h.queue({ versions: { image: 'vB', text: 'v1' } })
+  const ofA = Array.from({ length: 20 }, (_, i) => h.job(`a${i}`, 'image', 'vA'))
+  const ofB = Array.from({ length: 20 }, (_, i) => h.job(`b${i}`, 'image', 'vB'))
+  // Each instance enqueues misses of both versions (e.g. during a rolling deploy behind one balancer).
+  assert.equal(await a.queue.enqueue([...ofA.slice(0, 10), ...ofB.slice(0, 10)]), 20)
+  assert.equal(await b.queue.enqueue([...ofA.slice(10), ...ofB.slice(10)]), 20)
+  const ra = recorder()
+  const rb = recorder()
+  a.queue.start(ra.handler, CONSUME)
+  b.queue.start(rb.handler, CONSUME)
+  await until(() => ra.seen.length === 20 && rb.seen.length === 20)
+  await sleep(100) // a few more polls of every partition
+  assert.deepEqual(ra.seen.sort(), ofA.map((j) => j.key).sort())
+  assert.deepEqual(rb.seen.sort(), ofB.map((j) => j.key).sort())
+  assert.ok(h.keysOf(ofA[0] as EmbedJob, 'vA').wait.includes(':vA:'), 'the version is part of every queue key')
+})
+
+test('redis queue: a batch slower than the lease is renewed, not reclaimed: handled once', async (t) => {
+  const h = harness(t)
+  // Short enough to expire several times over while the batch runs; long enough that a loaded
+  // machine (load average 20 on 2 cores seen here) still renews within it.
+  const leaseMs = 1_500
+  const slow = await h.queue({ leaseMs })
+  const other = await h.queue({ leaseMs })
+  const j = h.job('slow')
+  await slow.queue.enqueue([j])
+  let release: () => void = () => undefined
+  const seenSlow: string[] = []
+  slow.queue.start(async (batch) => {
+    seenSlow.push(...batch.map((x) => x.key))
+    await new Promise<void>((resolve) => { release = resolve })
+    return batch.map(() => OK)
+  }, { concurrency: 2, batchSize: 1, batchWaitMs: 0 })
+  await until(() => seenSlow.length === 1)
+  const ro = recorder()
+  other.queue.start(ro.handler, { concurrency: 2, batchSize: 1, batchWaitMs: 0 }) // polls the partition from now on
+  // Watch the lease expiry in Redis move forward three times, past the original lease.
+  const active = h.keysOf(j).active
+  const expiries: number[] = [Number(await h.admin.zscore(active, j.key))]
   await until(async () => {
-    const consumers = await h.admin.xinfo('CONSUMERS', `${h.prefix}:stream:image`, 'embedders') as unknown[][]
-    return consumers.every((c) => c[1] !== crashed.queue.consumerName)
+    const e = Number(await h.admin.zscore(active, j.key))
+    if (e > (expiries.at(-1) ?? 0)) expiries.push(e)
+    return expiries.length >= 4
   })
+  assert.ok((expiries.at(-1) ?? 0) - (expiries[0] ?? 0) >= leaseMs, `lease moved ${(expiries.at(-1) ?? 0) - (expiries[0] ?? 0)} ms`)
+  release()
+  await until(async () => await jobCount(slow.metrics, 'done') === 1)
+  assert.deepEqual(seenSlow, [j.key], 'not re-run by its own instance')
+  assert.deepEqual(ro.seen, [], 'not taken by another instance')
+  assert.equal(await jobCount(other.metrics, 'done'), 0)
 })
 
-test('redis queue: a job that keeps killing consumers runs out of attempts without running again', async (t) => {
+test('redis queue: transient failures are retried after a backoff and count attempts; permanent and exhausted ones are negative, logged at warn', async (t) => {
   const h = harness(t)
-  const crashed = h.queue({ claimIdleMs: 100, maxAttempts: 1 })
-  let taken = 0
-  await crashed.queue.enqueue([job('poison')])
-  crashed.queue.start(async () => { taken++; return new Promise<never>(() => undefined) }, { concurrency: 1, batchSize: 1, batchWaitMs: 0 })
-  await until(() => taken === 1)
-  await crashed.queue.close({ drain: false, timeoutMs: 20 })
-  const rescuer = h.queue({ claimIdleMs: 100, maxAttempts: 1 })
-  const r = recorder()
-  rescuer.queue.start(r.handler, { concurrency: 1, batchSize: 1, batchWaitMs: 0 })
-  await until(async () => (await rescuer.queue.isNegative(['poison']))[0] === true)
-  assert.deepEqual(r.seen, [], 'the redelivered attempt 2 exceeds maxAttempts 1: not handed to the handler')
-  assert.equal(await jobCount(rescuer.metrics, 'failed'), 1)
+  const { queue, metrics, log } = await h.queue({ maxAttempts: 3, backoff: { baseMs: 20, maxMs: 100 }, negativeTtlMs: 5_000 })
+  const [flaky, gone, doomed] = [h.job('flaky', 'text'), h.job('gone'), h.job('doomed')]
+  const r = recorder((j, n) => {
+    if (j.key === gone.key) return { ok: false, permanent: true, reason: 'HTTP 404' }
+    if (j.key === doomed.key) return { ok: false, permanent: false, reason: 'timeout' }
+    return n < 3 ? { ok: false, permanent: false, reason: 'flaky' } : OK
+  })
+  queue.start(r.handler, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
+  await queue.enqueue([flaky, gone, doomed])
+  await until(async () => await jobCount(metrics, 'done') === 1 && await jobCount(metrics, 'failed') === 2)
+  assert.equal(r.seen.filter((k) => k === flaky.key).length, 3)
+  assert.equal(r.seen.filter((k) => k === gone.key).length, 1, 'permanent: handled once')
+  assert.equal(r.seen.filter((k) => k === doomed.key).length, 3, 'transient: maxAttempts runs')
+  assert.equal(await jobCount(metrics, 'retried'), 4)
+  assert.equal(await h.admin.get(h.keysOf(gone).negative(gone.key)), 'HTTP 404')
+  assert.equal(await h.admin.get(h.keysOf(doomed).negative(doomed.key)), 'timeout', 'the reason is stored in the negative marker')
+  const ttl = await h.admin.pttl(h.keysOf(gone).negative(gone.key))
+  assert.ok(ttl > 0 && ttl <= 5_000, `negative TTL ${ttl}`)
+  const warned = log.filter((l) => l.level === 'warn' && l.m === 'embedding job failed for good')
+  assert.deepEqual(warned.map((l) => (l.o as { reason: string }).reason).sort(), ['HTTP 404', 'timeout'])
+  assert.deepEqual(await queue.isNegative([gone.key, flaky.key]), [true, false])
+  assert.equal(await queue.enqueue([gone, h.job('new')]), 1)
+  assert.equal(await jobCount(metrics, 'negative'), 1)
 })
 
-test('redis queue: queued jobs survive kill -9 of redis-server (AOF) and are processed once after restart', async (t) => {
+test('redis queue: a job abandoned at close is handed back without an attempt; another instance runs it', async (t) => {
+  const h = harness(t)
+  const first = await h.queue()
+  const j = h.job('abandoned')
+  await first.queue.enqueue([j])
+  let taken = 0
+  first.queue.start(async () => { taken++; return new Promise<never>(() => undefined) }, { concurrency: 1, batchSize: 1, batchWaitMs: 0 })
+  await until(() => taken === 1)
+  await first.queue.close({ drain: false, timeoutMs: 50 })
+  const k = h.keysOf(j)
+  assert.equal(await h.admin.zscore(k.wait, j.key) !== null, true, 'back in waiting at once, not after a lease')
+  assert.deepEqual(JSON.parse(await h.admin.hget(k.jobs, j.key) ?? '{}').a, 0, 'no attempt counted')
+  const second = await h.queue()
+  const r = recorder()
+  second.queue.start(r.handler, CONSUME)
+  await until(async () => await jobCount(second.metrics, 'done') === 1)
+  assert.deepEqual(r.seen, [j.key])
+  assert.equal(await jobCount(first.metrics, 'retried') + await jobCount(first.metrics, 'failed'), 0)
+})
+
+test('redis queue: a job whose leases keep expiring is failed without running again (lost leases, not attempts)', async (t) => {
+  const h = harness(t)
+  const { queue, metrics, log } = await h.queue({ maxLostLeases: 2 })
+  const j = h.job('poison')
+  await queue.enqueue([j])
+  // As if three consumers had died holding it (TAKE counts each expired lease).
+  const k = h.keysOf(j)
+  const rec = JSON.parse(await h.admin.hget(k.jobs, j.key) ?? '{}') as Record<string, unknown>
+  await h.admin.hset(k.jobs, j.key, JSON.stringify({ ...rec, c: 3 }))
+  const r = recorder()
+  queue.start(r.handler, CONSUME)
+  await until(async () => (await queue.isNegative([j.key]))[0] === true)
+  assert.deepEqual(r.seen, [])
+  assert.equal(await jobCount(metrics, 'failed'), 1)
+  assert.match(await h.admin.get(k.negative(j.key)) ?? '', /lease expired 3 times/)
+  assert.ok(log.some((l) => l.level === 'warn'))
+})
+
+test('redis queue: queued jobs survive kill -9 of redis-server (AOF) and are handled once after restart', async (t) => {
   const h = harness(t)
   // The helper's AOF fsyncs every second; "always" makes every acknowledged enqueue durable.
   await h.admin.config('SET', 'appendfsync', 'always')
-  const before = h.queue()
-  const jobs = Array.from({ length: 20 }, (_, i) => job(`d${i}`, i % 2 === 0 ? 'image' : 'text'))
+  const before = await h.queue()
+  const jobs = Array.from({ length: 20 }, (_, i) => h.job(`d${i}`, i % 2 === 0 ? 'image' : 'text'))
   assert.equal(await before.queue.enqueue(jobs), 20)
   await server.kill()
   await server.start()
   await until(() => h.admin.status === 'ready')
   await h.admin.config('SET', 'appendfsync', 'always')
-  const after = h.queue()
-  assert.equal(await after.queue.enqueue(jobs.slice(0, 5)), 0, 'dedupe markers survived too')
+  const after = await h.queue()
+  assert.equal(await after.queue.enqueue(jobs.slice(0, 5)), 0, 'the job records survived too')
   assert.equal(await after.queue.depth(), 20)
   const r = recorder()
   after.queue.start(r.handler, CONSUME)
-  await until(() => r.seen.length >= 20)
-  await sleep(100)
+  await until(async () => await jobCount(after.metrics, 'done') === 20)
   assert.deepEqual(r.seen.sort(), jobs.map((j) => j.key).sort())
   await h.admin.config('SET', 'appendfsync', 'everysec')
 })
 
-test('redis queue: transient failures go through the delayed set with exponential backoff, then succeed', async (t) => {
+test('redis queue: Redis down → enqueue drops at once without throwing; the consumer resumes when it returns', async (t) => {
   const h = harness(t)
-  const { queue, metrics } = h.queue({ backoff: { baseMs: 200, maxMs: 2_000 } })
-  const calls: number[] = []
-  queue.start(async (batch) => {
-    calls.push(Date.now())
-    if (calls.length === 1) throw new Error('worker crashed')
-    return batch.map(() => calls.length === 2 ? { ok: false, permanent: false, reason: 'timeout' } : OK)
-  }, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
-  await queue.enqueue([job('x', 'text')])
-  await until(() => calls.length === 1)
-  await until(async () => await h.admin.zcard(`${h.prefix}:delayed:text`) === 1)
-  assert.equal(await queue.enqueue([job('x', 'text')]), 0, 'a key waiting for its retry is still deduplicated')
-  await until(() => calls.length === 3)
-  const [c0 = 0, c1 = 0, c2 = 0] = calls
-  // random() pinned to 0: half the exponential step, 100 ms then 200 ms (plus up to one maintenance tick).
-  assert.ok(c1 - c0 >= 95, `first retry after ${c1 - c0} ms`)
-  assert.ok(c2 - c1 >= 195, `second retry after ${c2 - c1} ms`)
-  await until(async () => await jobCount(metrics, 'done') === 1)
-  assert.equal(await jobCount(metrics, 'retried'), 2)
-  assert.equal(await h.admin.zcard(`${h.prefix}:delayed:text`), 0)
-  assert.equal(await h.admin.exists(`${h.prefix}:pending:x`), 0)
-})
-
-test('redis queue: exhausted retries and permanent failures are negatively cached with a TTL', async (t) => {
-  const h = harness(t)
-  const { queue, metrics } = h.queue({ maxAttempts: 2, backoff: { baseMs: 20, maxMs: 100 }, negativeTtlMs: 5_000 })
-  const r = recorder((j) => j.key === 'gone'
-    ? { ok: false, permanent: true, reason: 'HTTP 404' }
-    : { ok: false, permanent: false, reason: 'flaky' })
-  queue.start(r.handler, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
-  await queue.enqueue([job('gone'), job('flaky')])
-  await until(async () => (await queue.isNegative(['gone', 'flaky'])).every(Boolean))
-  assert.deepEqual(r.seen.filter((k) => k === 'gone'), ['gone'], 'permanent: handled once')
-  assert.deepEqual(r.seen.filter((k) => k === 'flaky'), ['flaky', 'flaky'], 'transient: maxAttempts times')
-  assert.equal(await h.admin.get(`${h.prefix}:neg:gone`), 'HTTP 404')
-  const ttl = await h.admin.pttl(`${h.prefix}:neg:gone`)
-  assert.ok(ttl > 0 && ttl <= 5_000, `negative TTL ${ttl}`)
-  assert.equal(await queue.enqueue([job('gone'), job('flaky'), job('new')]), 1)
-  assert.equal(await jobCount(metrics, 'negative'), 2)
-  assert.equal(await jobCount(metrics, 'failed'), 2)
-  assert.deepEqual(await queue.isNegative(['gone', 'new']), [true, false])
-})
-
-test('redis queue: close(drain: true) finishes the queue and forgets the consumer name', async (t) => {
-  const h = harness(t)
-  const { queue } = h.queue()
-  await queue.enqueue(Array.from({ length: 9 }, (_, i) => job(`k${i}`)))
-  const r = recorder()
-  queue.start(async (batch) => { await sleep(10); return r.handler(batch) }, { concurrency: 1, batchSize: 2, batchWaitMs: 500 })
-  await queue.close({ drain: true, timeoutMs: 5_000 })
-  assert.equal(r.seen.length, 9)
-  assert.equal(await queue.enqueue([job('late')]), 0, 'closed: no new jobs')
-  assert.deepEqual(await h.admin.xinfo('CONSUMERS', `${h.prefix}:stream:image`, 'embedders'), [])
-})
-
-test('redis queue: close(drain: false) hands waiting jobs back to the other instances', async (t) => {
-  const h = harness(t)
-  const first = h.queue()
-  const jobs = Array.from({ length: 10 }, (_, i) => job(`k${i}`))
-  await first.queue.enqueue(jobs)
-  const r1 = recorder()
-  first.queue.start(async (batch) => { await sleep(50); return r1.handler(batch) }, { concurrency: 1, batchSize: 2, batchWaitMs: 0 })
-  await sleep(20)
-  await first.queue.close({ drain: false, timeoutMs: 2_000 })
-  assert.equal(r1.seen.length, 2, 'only the batch in hand was finished')
-  const second = h.queue()
-  assert.equal(await second.queue.depth(), 8)
-  const r2 = recorder()
-  second.queue.start(r2.handler, CONSUME)
-  await until(() => r2.seen.length === 8)
-  assert.deepEqual([...r1.seen, ...r2.seen].sort(), jobs.map((j) => j.key).sort())
-})
-
-test('redis queue: Redis down → enqueue returns 0 at once without throwing; the consumer resumes when it returns', async (t) => {
-  const h = harness(t)
-  const { queue, metrics } = h.queue({ pollMs: 100 })
+  const { queue, metrics } = await h.queue()
   const r = recorder()
   queue.start(r.handler, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
-  await queue.enqueue([job('before')])
+  await queue.enqueue([h.job('before')])
   await until(() => r.seen.length === 1)
 
   await server.kill()
-  const started = Date.now()
-  const accepted = await queue.enqueue([job('during'), job('during-2', 'text')])
-  const elapsed = Date.now() - started
+  await until(() => h.admin.status !== 'ready')
+  const accepted = await queue.enqueue([h.job('during'), h.job('during-2', 'text')])
   assert.equal(accepted, 0)
-  assert.ok(elapsed < 1_000, `enqueue took ${elapsed} ms with Redis down`)
-  assert.deepEqual(await queue.isNegative(['during']), [false])
+  assert.deepEqual(await queue.isNegative([h.job('during').key]), [false])
   assert.equal(typeof await queue.depth(), 'number')
   assert.ok(await redisErrors(metrics) >= 1, 'the failed enqueue is counted')
-  assert.equal(await jobCount(metrics, 'dropped'), 2)
-  await sleep(300) // the read loops fail and back off meanwhile
+  assert.equal(await jobCount(metrics, 'dropped') + await jobCount(metrics, 'unknown'), 2)
 
   await server.start()
-  let accepted2 = 0
-  await until(async () => (accepted2 = await queue.enqueue([job('after')])) === 1)
-  assert.equal(accepted2, 1)
-  await until(() => r.seen.includes('after'))
-  // 'during' may still be processed: if the kill was not yet noticed, ioredis resends the timed-out
-  // ENQUEUE after reconnecting. Harmless (the item gets its embedding), so not asserted either way.
+  const late = h.job('after')
+  await until(async () => (await queue.enqueue([late])) === 1)
+  await until(() => r.seen.includes(late.key))
 })
 
-test('redis queue: a request-path command timeout on the shared client does not break blocking reads', async (t) => {
+test('redis queue: a hot miss is sent once per resend interval per instance, not on every request', async (t) => {
   const h = harness(t)
-  const { queue, metrics } = h.queue({ pollMs: 1_000, maintenanceIntervalMs: 5_000 }, 250)
+  const { queue, metrics } = await h.queue({ resendIntervalMs: 60_000 })
+  const j = h.job('hot')
+  assert.equal(await queue.enqueue([j]), 1)
+  const k = h.keysOf(j)
+  const score = await h.admin.zscore(k.wait, j.key)
+  for (let i = 0; i < 50; i++) await queue.enqueue([j])
+  assert.equal(await h.admin.zscore(k.wait, j.key), score, 'no round trip for the repeats: demand unchanged')
+  assert.equal(await jobCount(metrics, 'deduplicated'), 50)
+})
+
+test('redis queue: a consumer killed mid-batch (kill -9: renewals stop) loses its jobs to another after the lease; a lost lease is not an attempt', async (t) => {
+  const h = harness(t)
+  const leaseMs = 300
+  const jobs = [h.job('c1'), h.job('c2', 'text')]
+  const producer = await h.queue()
+  assert.equal(await producer.queue.enqueue(jobs), 2)
+  const child = spawn(process.execPath, ['--import', 'tsx', 'support/queue-consumer-process.ts', server.url, h.prefix, String(leaseMs)],
+    { stdio: ['ignore', 'pipe', 'inherit'] })
+  t.after(() => { child.kill('SIGKILL') })
+  let out = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  await until(() => jobs.every((j) => out.includes(`taken ${j.key}`)), 30_000)
+  child.kill('SIGKILL')
+  await new Promise((resolve) => child.once('exit', resolve))
+  const rescuer = await h.queue({ leaseMs })
+  const records: Array<{ a: number; c: number }> = []
   const r = recorder()
-  queue.start(r.handler, { concurrency: 1, batchSize: 4, batchWaitMs: 0 })
-  await sleep(1_200) // at least one idle XREADGROUP BLOCK 1000 round, 4× the client's command timeout
-  assert.equal(await queue.enqueue([job('late', 'text')]), 1)
-  await until(() => r.seen.length === 1)
-  assert.equal(await redisErrors(metrics), 0)
+  rescuer.queue.start(async (batch) => {
+    for (const j of batch) records.push(JSON.parse(await h.admin.hget(h.keysOf(j).jobs, j.key) ?? '{}') as { a: number; c: number })
+    return r.handler(batch)
+  }, CONSUME)
+  await until(async () => await jobCount(rescuer.metrics, 'done') === 2)
+  assert.deepEqual(r.seen.sort(), jobs.map((j) => j.key).sort())
+  assert.deepEqual(records.map(({ a, c }) => ({ a, c })), [{ a: 0, c: 1 }, { a: 0, c: 1 }], 'one lost lease each, no attempt')
+  assert.equal(await jobCount(rescuer.metrics, 'retried'), 0)
 })

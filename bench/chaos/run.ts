@@ -14,6 +14,7 @@ import { Redis } from 'ioredis'
 import { loadBundle } from '../../src/bundle/load-bundle.ts'
 import { embeddingKey } from '../../src/cache/keys.ts'
 import { vectorToBuffer } from '../../src/cache/vector-codec.ts'
+import { partitionKeyPattern, partitionKeys, partitionOf } from '../../src/queue/partition-keys.ts'
 import { BUNDLE_DIR, SAMPLE_DIR } from '../../support/bundle.ts'
 import { freePort, startRedis } from '../../support/redis.ts'
 import { sampleContexts, sampleItems } from '../../support/sample.ts'
@@ -34,6 +35,8 @@ const NAME = args.get('name') ?? 'chaos'
 const L1_MAX_BYTES = num(args, 'l1-max-bytes', SOAK_S > 0 ? 16 * 1024 * 1024 : 256 * 1024 * 1024)
 const RESULTS = resolve(import.meta.dirname, '../results')
 const PREFIX = 'chaos'
+/** The server's QUEUE_PARTITIONS (its default): where a job's negative marker lives. */
+const QUEUE_PARTITIONS = 8
 const BUDGET_MS = 200
 const log = (m: string): void => { process.stderr.write(`[chaos ${new Date().toISOString().slice(11, 19)}] ${m}\n`) }
 
@@ -247,7 +250,8 @@ await phase('server-kill-9', 'server SIGKILL with queued jobs, restarted on the 
     body: JSON.stringify({ items: burstUrls.map((image_url, i) => ({ id: `b${i}`, image_url })) }),
   })
   await sleep(1_000)
-  const pendingBefore = await admin.call('XPENDING', `${PREFIX}:q:stream:image`, 'embedders').catch(() => null)
+  let pendingBefore = 0 // jobs leased to a consumer (in flight) when the server dies
+  for (const key of await admin.keys(partitionKeyPattern(PREFIX, 'active', 'image')).catch(() => [])) pendingBefore += await admin.zcard(key).catch(() => 0)
   server.kill('SIGKILL')
   await server.exited()
   const killedAt = performance.now()
@@ -260,7 +264,7 @@ await phase('server-kill-9', 'server SIGKILL with queued jobs, restarted on the 
     present = (await admin.exists(...keys).catch(() => 0))
     return present === keys.length
   }, 120_000, 1_000)
-  const negative = (await Promise.all(keys.map((k) => admin.exists(`${PREFIX}:q:neg:${k}`).catch(() => 0)))).reduce((a, b) => a + b, 0)
+  const negative = (await Promise.all(keys.map((k) => admin.exists(partitionKeys(PREFIX, 'image', versions.image, partitionOf(k, QUEUE_PARTITIONS)).negative(k)).catch(() => 0)))).reduce((a, b) => a + b, 0)
   return {
     burstStatus: res.status, jobsAccepted: keys.length, pendingAtKill: pendingBefore, restartToHealthyMs: restartMs,
     allEmbeddedAfterKillMs: allMs === undefined ? undefined : allMs + restartMs, embedded: present, negativeCached: negative, jobsLost: keys.length - present,

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis'
 import { embeddingKey } from '../../src/cache/keys.ts'
+import { partitionKeyPattern } from '../../src/queue/partition-keys.ts'
 import { sleep } from './children.ts'
 import { type FieldValues, type PredictBody, type PredictItem, type Sample, itemVariant } from './sample.ts'
 
@@ -85,16 +86,16 @@ export async function copyVariantsInRedis(o: {
 }
 
 /**
- * Deletes the durable embedding queue under `prefix` (`<prefix>:q:*`: streams, retries, pending and
- * negative markers). A scenario that ended with a backlog (e.g. an overload phase) would otherwise
+ * Deletes the durable embedding queue under `prefix` (`<prefix>:q:*`: every partition's waiting, delayed and
+ * leased jobs, their records and negative markers). A scenario that ended with a backlog (e.g. an overload phase) would otherwise
  * hand it to the next server on the same prefix, which embeds it during that scenario's measurement.
- * Returns the number of keys deleted and the jobs that were still in the streams.
+ * Returns the number of keys deleted and the jobs that were still queued.
  */
 export async function resetQueue(redisUrl: string, prefix: string): Promise<{ keys: number; streamJobs: number }> {
   const redis = new Redis(redisUrl, { maxRetriesPerRequest: 1 })
   try {
     let streamJobs = 0
-    for (const m of ['image', 'text']) streamJobs += await redis.xlen(`${prefix}:q:stream:${m}`).catch(() => 0)
+    for (const key of await redis.keys(partitionKeyPattern(prefix, 'jobs')).catch(() => [])) streamJobs += await redis.hlen(key).catch(() => 0)
     let cursor = '0'
     let keys = 0
     for (let i = 0; i < 100_000; i++) {

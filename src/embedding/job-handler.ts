@@ -1,40 +1,71 @@
 import type { EmbedHandler, EmbedJob, JobOutcome } from '../queue/types.ts'
 import type { EmbeddingService } from './embedding-service.ts'
 
-/** What the handler needs of the cache: whether a vector is already there. */
-export interface PresenceLookup {
-  lookup(keys: string[], deadline: number, opts: { count: false }): Promise<Array<unknown | undefined>>
+/** What the handler needs of the cache (a TieredStore satisfies it). */
+export interface JobStore {
+  /** Which tier holds each key's vector, if any (`count: false`: not request traffic). */
+  lookup(keys: string[], deadline: number, opts: { count: false }): Promise<Array<{ tier: 'l1' | 'l2'; vector: Float32Array } | undefined>>
+  /** Writes to L1 and, when configured, Redis; resolves with the number written to Redis. */
+  store(entries: Array<{ key: string; vector: Float32Array }>, deadline?: number): Promise<number>
+  /** Present when a shared tier (Redis) is configured: done then means stored there. */
+  readonly l2?: unknown
 }
 
 // Bound on the presence check before computing; past it the job simply computes.
 const PRESENCE_CHECK_MS = 500
+// Bound on confirming a write to Redis; past it the write counts as failed (the job is retried).
+const STORE_MS = 2_000
 
 /**
- * The queue's handler: one micro-batch of one modality through the embedding service, which
- * writes the vectors to the cache. Jobs whose vector is already cached (another instance computed
- * it, or the request path queued it only because Redis was slow to answer) are done without work.
+ * The queue's handler: one micro-batch of one modality through the embedding service. A job is
+ * done only when its vector is stored where the fleet reads it: in Redis when one is configured
+ * (a vector found only in this instance's L1 is written there first), in L1 otherwise. A write
+ * to Redis that fails or stores fewer vectors than asked is a transient failure: the job is
+ * retried, never acknowledged with its vector missing.
  */
 export function makeJobHandler(
   embedder: Pick<EmbeddingService, 'compute'>,
-  store: PresenceLookup,
+  store: JobStore,
   jobTimeoutMs: number,
   log: { info(o: object, m: string): void },
 ): EmbedHandler {
+  const durable = store.l2 !== undefined
   return async (batch: readonly EmbedJob[]): Promise<readonly JobOutcome[]> => {
     const modality = batch[0]?.modality
     if (!modality) return []
     const present = await store.lookup(batch.map((j) => j.key), Date.now() + PRESENCE_CHECK_MS, { count: false })
-    const todo = batch.filter((_, i) => present[i] === undefined)
     const outcomes = new Map<string, JobOutcome>()
+    // Vectors to confirm in Redis: found in this instance's L1 only, or computed now.
+    const toStore: Array<{ key: string; vector: Float32Array }> = []
+    const todo: EmbedJob[] = []
+    batch.forEach((job, i) => {
+      const hit = present[i]
+      if (!hit) todo.push(job)
+      else if (hit.tier === 'l2' || !durable) outcomes.set(job.key, { ok: true })
+      else toStore.push({ key: job.key, vector: hit.vector })
+    })
     if (todo.length > 0) {
       const results = await embedder.compute(modality, todo.map((j) => ({ key: j.key, input: j.input })), Date.now() + jobTimeoutMs)
       results.forEach((r, i) => {
         const job = todo[i] as EmbedJob
-        if (r.ok) { outcomes.set(job.key, { ok: true }); return }
+        if (r.ok) {
+          // The service already wrote it; written again here because only this write's count
+          // tells whether Redis holds it (an idempotent SET of the same bytes).
+          if (durable) toStore.push({ key: job.key, vector: r.vector })
+          else outcomes.set(job.key, { ok: true })
+          return
+        }
         log.info({ key: job.key, reason: r.error.message, permanent: r.permanent }, 'embedding failed')
         outcomes.set(job.key, { ok: false, permanent: r.permanent, reason: r.error.message })
       })
     }
-    return batch.map((j) => outcomes.get(j.key) ?? { ok: true })
+    if (toStore.length > 0) {
+      const written = await store.store(toStore, Date.now() + STORE_MS)
+      const outcome: JobOutcome = written >= toStore.length
+        ? { ok: true }
+        : { ok: false, permanent: false, reason: `vector not confirmed in Redis (${written} of ${toStore.length} written)` }
+      for (const { key } of toStore) outcomes.set(key, outcome)
+    }
+    return batch.map((j) => outcomes.get(j.key) ?? { ok: false, permanent: false, reason: 'no outcome' })
   }
 }

@@ -15,7 +15,11 @@ declare module 'fastify' {
  * (draining it before the encoders stop), this close returns at once.
  */
 export default fp(async (app) => {
-  const queue = createQueue({ config: app.config, redis: app.redis ?? undefined, metrics: app.metrics })
+  const enc = app.bundle.manifest.encoders
+  const queue = createQueue({
+    config: app.config, redis: app.redis ?? undefined, metrics: app.metrics, log: app.log,
+    versions: { image: enc.image.version, text: enc.text.version },
+  })
   app.decorate('queue', queue)
   app.addHook('onClose', async () => { await queue.close({ drain: false, timeoutMs: 10_000 }) })
-}, { name: 'queue', dependencies: ['config', 'metrics', 'redis'] })
+}, { name: 'queue', dependencies: ['config', 'bundle', 'metrics', 'redis'] })

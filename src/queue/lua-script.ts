@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
 
-export type RedisCaller = Pick<Redis, 'call'>
+/** What running a script needs of a connection; an ioredis `Redis` and a `Cluster` both have it. */
+export interface RedisCaller {
+  call(command: string, ...args: Array<string | number>): Promise<unknown>
+}
 
 /** A Lua script run by EVALSHA, falling back to EVAL once when Redis lost its script cache (restart). */
 export class LuaScript {

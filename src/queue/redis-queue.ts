@@ -1,59 +1,57 @@
-// The durable queue, shared by every instance on one Redis (used when REDIS_URL is set).
-//
-// Why Redis Streams with a consumer group rather than BullMQ: a job here is three short strings
-// and the useful unit of work is a micro-batch. XREADGROUP COUNT hands one consumer up to
-// batchSize jobs of a modality in one call, where BullMQ moves jobs one at a time (its batches
-// are a paid feature) and keeps a hash, several list/ZSET entries and events per job. Streams
-// give what BullMQ would: one XADD per job, a pending list per consumer (crash → XAUTOCLAIM),
-// delivery counts, AOF durability; the remaining parts (dedupe marker, delayed retries, negative
-// cache) are small Lua scripts. It also avoids a dependency that brings its own connection rules.
+// The durable queue, shared by every instance on one Redis or one Redis Cluster. Design and
+// decisions: README.md next to this file (BullMQ-like sorted sets per partition, not Streams,
+// because workers must take the most-requested job first).
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import type { Redis } from 'ioredis'
 import type { BackoffOptions } from './backoff.ts'
 import { assertConsumeOptions } from './consume-options.ts'
+import { checkEvictionPolicy } from './eviction-policy.ts'
 import { JobTally } from './job-tally.ts'
-import { queueKeys, type QueueKeys } from './redis-keys.ts'
-import { DEPTH, ENQUEUE, PRUNE_CONSUMERS } from './redis-scripts.ts'
-import { StreamConsumer } from './stream-consumer.ts'
+import { PartitionConsumer, type QueueLog } from './partition-consumer.ts'
+import { parseJobKey, partitionKeys, partitionOf, type PartitionKeys } from './partition-keys.ts'
+import type { QueueConnection, QueueRedis } from './queue-connection.ts'
+import { RecentKeys } from './recent-keys.ts'
+import { ENQUEUE, scriptKeys } from './redis-scripts.ts'
 import {
   MODALITIES, type CloseOptions, type ConsumeOptions, type EmbedHandler, type EmbedJob, type EmbedQueue,
-  type JobMetricOutcome, type QueueMetrics,
+  type JobMetricOutcome, type Modality, type QueueMetrics,
 } from './types.ts'
 import { withTimeout } from '../util/settle-within.ts'
 
-/** The parts of an ioredis client the queue uses; `duplicate()` opens one connection per read loop. */
-export type QueueRedis = Pick<Redis, 'call' | 'status' | 'duplicate'>
+export type { QueueConnection, QueueRedis } from './queue-connection.ts'
 
 export interface RedisQueueOptions {
-  /**
-   * Command connection; the caller owns it (the queue never closes it). Without `keyPrefix`: the
-   * queue builds its keys from `prefix`. Read loops use duplicates of it.
-   */
+  /** The application's client (Redis or Cluster); the queue opens its own duplicates and never closes it. */
   readonly redis: QueueRedis
-  /** Key prefix; a hash tag such as `{ctrq}` on Redis Cluster. */
+  /** REDIS_PREFIX. Keys are `<prefix>:q:{<modality>:<version>:<p>}:<kind>` (partition-keys.ts). */
   readonly prefix: string
+  /** Encoder versions this instance holds: it consumes only their partitions. */
+  readonly versions: Readonly<Record<Modality, string>>
   readonly metrics: QueueMetrics
-  /** Attempts per job, the first included; a redelivery after a crash counts as one. */
+  readonly log: QueueLog
+  /** Runs per job, the first included, counting only the job's own failures. */
   readonly maxAttempts: number
   readonly backoff: BackoffOptions
   readonly negativeTtlMs: number
-  /** Lifetime of the dedupe marker; must exceed the longest wait in the queue. Default 1 h. */
-  readonly pendingTtlMs?: number
-  /** Most entries per modality stream (waiting + in flight); beyond it jobs are dropped. Default 100,000. */
-  readonly maxStreamLength?: number
-  /** An entry pending this long in a consumer is taken over by another; must exceed the slowest batch. Default 60 s. */
-  readonly claimIdleMs?: number
-  /** Consumer names idle this long with nothing pending are removed from the group. Default 24 h. */
-  readonly pruneIdleMs?: number
-  /** How often due retries are promoted and idle entries reclaimed. Default 1 s. */
-  readonly maintenanceIntervalMs?: number
-  /** Longest XREADGROUP BLOCK. Default 1 s. */
+  /** Partitions per (modality, encoder version) (QUEUE_PARTITIONS). Default 8. */
+  readonly partitions?: number
+  /** Most jobs per (modality, encoder version), split evenly over the partitions. Default 100,000. */
+  readonly capacity?: number
+  /** Lease of a delivery, renewed every third of it while the batch runs (QUEUE_CLAIM_MS). Default 30 s. */
+  readonly leaseMs?: number
+  /** Expired leases a job may cause before it is failed without running again. Default 10. */
+  readonly maxLostLeases?: number
+  /** Jobs first queued longer ago are dropped unrun, counted `expired` (QUEUE_MAX_AGE_S); 0 = never. Default 1 h. */
+  readonly maxAgeMs?: number
+  /** Half-life of a job's demand (QUEUE_PRIORITY_HALF_LIFE_S). Default 60 s. */
+  readonly halfLifeMs?: number
+  /** Idle consumers look for work this often. Default 250 ms. */
   readonly pollMs?: number
-  /** Enqueue gives up (returns 0) after this long; it runs on the request path. Default 250 ms. */
+  /** Enqueue gives up waiting after this long (it runs on the request path). Default 250 ms. */
   readonly enqueueTimeoutMs?: number
-  readonly group?: string
-  /** Unique per process by default (hostname-pid-random) so a restarted instance never inherits a dead one's entries silently. */
+  /** A key is sent again (raising its demand) at most this often per instance. Default 1 s. */
+  readonly resendIntervalMs?: number
+  /** Unique per process by default (hostname-pid-random); lease tokens start with it. */
   readonly consumerName?: string
   /** `queue` label of the depth gauge. */
   readonly name?: string
@@ -62,8 +60,8 @@ export interface RedisQueueOptions {
 
 /** Jobs per ENQUEUE call: keeps one script's KEYS list and run time small. */
 const ENQUEUE_CHUNK = 200
-/** Client states in which a command would only wait in ioredis' offline queue. */
-const OFFLINE = new Set(['reconnecting', 'close', 'end'])
+/** Client states before the first connection is up (ioredis). */
+const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped']])
 
 export function uniqueConsumerName(): string {
@@ -72,109 +70,212 @@ export function uniqueConsumerName(): string {
 
 export class RedisQueue implements EmbedQueue {
   readonly consumerName: string
-  private readonly keys: QueueKeys
-  private readonly group: string
-  private readonly consumers: StreamConsumer[] = []
+  private readonly producer: QueueConnection
+  private consumerConn: QueueConnection | undefined
+  private readonly recent: RecentKeys
+  private readonly consumers: PartitionConsumer[] = []
+  private readonly partitionCache = new Map<string, PartitionKeys[]>()
   private depthTimer: NodeJS.Timeout | undefined
   private lastDepth = 0
   private closed = false
   private closing: Promise<void> | undefined
+  private wasReady = false
+  /** Enqueues under way: close() lets them finish (each is bounded by about twice the enqueue timeout). */
+  private readonly sending = new Set<Promise<number>>()
 
   constructor(private readonly opts: RedisQueueOptions) {
-    this.keys = queueKeys(opts.prefix)
-    this.group = opts.group ?? 'embedders'
+    const p = opts.partitions ?? 8
+    if (!Number.isInteger(p) || p < 1) throw new RangeError(`queue partitions must be an integer ≥ 1, got ${p}`)
     this.consumerName = opts.consumerName ?? uniqueConsumerName()
+    this.recent = new RecentKeys(opts.resendIntervalMs ?? 1_000, 100_000)
+    this.producer = this.open()
+    this.producer.on('ready', () => { this.wasReady = true })
+  }
+
+  private open(): QueueConnection {
+    const conn = this.opts.redis.duplicate()
+    // ioredis reports each failed reconnect as an 'error' event (printed when nobody listens);
+    // the callers see their own failures, so here it is only counted.
+    conn.on('error', () => this.opts.metrics.redisErrors.inc({ op: 'queue_connection' }))
+    return conn
+  }
+
+  /** Resolves once the queue's own connection is ready (tests; the server just starts). */
+  async whenReady(timeoutMs = 5_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    while (this.producer.status !== 'ready') {
+      if (Date.now() > deadline) throw new Error(`queue connection not ready within ${timeoutMs} ms (${this.producer.status})`)
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
+  }
+
+  /** The P partitions of one (modality, version), built once. */
+  private partitionsOf(modality: Modality, version: string): PartitionKeys[] {
+    const id = `${modality}:${version}`
+    let list = this.partitionCache.get(id)
+    if (!list) {
+      list = Array.from({ length: this.opts.partitions ?? 8 }, (_, i) => partitionKeys(this.opts.prefix, modality, version, i))
+      this.partitionCache.set(id, list)
+    }
+    return list
+  }
+
+  /** The partition of a job: that of the encoder version in its cache key (not necessarily ours). */
+  private partitionOfKey(key: string, modality?: Modality): PartitionKeys | undefined {
+    const parsed = parseJobKey(key)
+    if (!parsed || (modality !== undefined && parsed.modality !== modality)) return undefined
+    const list = this.partitionsOf(parsed.modality, parsed.version)
+    return list[partitionOf(key, list.length)]
   }
 
   async enqueue(jobs: readonly EmbedJob[]): Promise<number> {
+    const offer = this.offer(jobs)
+    this.sending.add(offer)
+    try {
+      return await offer
+    } finally {
+      this.sending.delete(offer)
+    }
+  }
+
+  private async offer(jobs: readonly EmbedJob[]): Promise<number> {
     const tally = new JobTally()
-    let accepted = 0
     try {
       if (jobs.length === 0) return 0
-      if (this.closed || OFFLINE.has(this.opts.redis.status)) {
-        // Known to be offline: do not queue commands behind a reconnect while a request waits.
-        if (!this.closed) this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' })
-        for (const job of jobs) tally.add(job.modality, 'dropped')
+      const groups = new Map<PartitionKeys, EmbedJob[]>()
+      for (const job of jobs) {
+        const p = this.partitionOfKey(job.key, job.modality)
+        if (this.closed || !p) tally.add(job.modality, 'dropped') // closed, or a key without an encoder version
+        else if (this.recent.seen(job.key)) tally.add(job.modality, 'deduplicated') // sent within the resend interval
+        else groups.set(p, [...groups.get(p) ?? [], job])
+      }
+      if (groups.size === 0) return 0
+      if (this.producer.status !== 'ready') await this.firstConnect()
+      if (this.producer.status !== 'ready') {
+        // Known to be offline: fail at once rather than hold the request.
+        this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' })
+        for (const group of groups.values()) this.refused(group, tally)
         return 0
       }
-      const chunks: Array<readonly EmbedJob[]> = []
-      for (let i = 0; i < jobs.length; i += ENQUEUE_CHUNK) chunks.push(jobs.slice(i, i + ENQUEUE_CHUNK))
-      const replies = await withTimeout(Promise.all(chunks.map((chunk) => this.enqueueChunk(chunk))),
-        this.opts.enqueueTimeoutMs ?? 250, 'queue enqueue')
-      chunks.forEach((chunk, c) => chunk.forEach((job, i) => {
-        const outcome = CODE_OUTCOME.get(replies[c]?.[i]) ?? 'dropped'
-        if (outcome === 'queued') accepted++
-        tally.add(job.modality, outcome)
-      }))
-      return accepted
-    } catch {
-      // Never fails the request: the item is served OOV and enqueued again on its next miss.
-      this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' })
-      for (const job of jobs) tally.add(job.modality, 'dropped')
-      return 0
+      return await this.send(groups, tally)
     } finally {
       tally.flush(this.opts.metrics)
     }
   }
 
-  private async enqueueChunk(jobs: readonly EmbedJob[]): Promise<unknown[]> {
-    const keys = [this.keys.stream('image'), this.keys.stream('text')]
-    const args: Array<string | number> = [this.opts.pendingTtlMs ?? 3_600_000, this.opts.maxStreamLength ?? 100_000]
-    for (const job of jobs) {
-      keys.push(this.keys.pending(job.key), this.keys.negative(job.key))
-      args.push(job.modality, job.key, job.input)
+  /**
+   * The queue's connection is opened with the queue: the first enqueues of a process (a CLI run, a
+   * request right after start) wait for it, within the enqueue timeout. A connection that was
+   * ready and is now reconnecting is an outage: no wait.
+   */
+  private async firstConnect(): Promise<void> {
+    if (this.wasReady || !FIRST_CONNECT.has(this.producer.status)) return
+    const deadline = Date.now() + (this.opts.enqueueTimeoutMs ?? 250)
+    while (FIRST_CONNECT.has(this.producer.status) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+
+  /**
+   * One ENQUEUE per partition chunk, all in parallel, under one timeout. A chunk whose reply did
+   * not come in time is `unknown` (it may well be queued); one that failed is `dropped`.
+   */
+  private async send(groups: Map<PartitionKeys, EmbedJob[]>, tally: JobTally): Promise<number> {
+    const { halfLifeMs = 60_000, capacity = 100_000, partitions = 8 } = this.opts
+    const perPartition = Math.ceil(capacity / partitions)
+    const chunks: Array<{ p: PartitionKeys; jobs: EmbedJob[]; reply?: unknown[]; failed?: boolean }> = []
+    for (const [p, group] of groups) {
+      for (let i = 0; i < group.length; i += ENQUEUE_CHUNK) chunks.push({ p, jobs: group.slice(i, i + ENQUEUE_CHUNK) })
     }
-    const reply = await ENQUEUE.run(this.opts.redis, keys, args)
-    return Array.isArray(reply) ? reply : []
+    const all = Promise.all(chunks.map(async (c) => {
+      try {
+        const reply = await ENQUEUE.run(this.producer, [...scriptKeys(c.p), ...c.jobs.map((j) => c.p.negative(j.key))],
+          [halfLifeMs, perPartition, ...c.jobs.flatMap((j) => [j.key, j.input])])
+        c.reply = Array.isArray(reply) ? reply : []
+      } catch {
+        c.failed = true
+      }
+    }))
+    try {
+      await withTimeout(all, this.opts.enqueueTimeoutMs ?? 250, 'queue enqueue')
+    } catch {
+      // Timed out: the chunks still unanswered are counted unknown below.
+    }
+    let accepted = 0
+    let errors = 0
+    for (const c of chunks) {
+      if (c.reply) {
+        c.jobs.forEach((job, i) => {
+          const outcome = CODE_OUTCOME.get(c.reply?.[i]) ?? 'dropped'
+          if (outcome === 'queued') accepted++
+          tally.add(job.modality, outcome)
+        })
+      } else if (c.failed) {
+        errors++
+        this.refused(c.jobs, tally)
+      } else {
+        errors++
+        for (const job of c.jobs) tally.add(job.modality, 'unknown')
+      }
+    }
+    if (errors > 0) this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' }, errors)
+    return accepted
+  }
+
+  /** Not queued for sure: counted dropped, and the next miss of each key may try again at once. */
+  private refused(jobs: readonly EmbedJob[], tally: JobTally): void {
+    for (const job of jobs) {
+      this.recent.forget(job.key)
+      tally.add(job.modality, 'dropped')
+    }
   }
 
   start(handler: EmbedHandler, consume: ConsumeOptions): void {
     if (this.consumers.length > 0) throw new Error('RedisQueue.start() was already called; a queue has one handler')
     if (this.closed) throw new Error('RedisQueue.start() after close()')
     assertConsumeOptions(consume)
+    const conn = this.open()
+    this.consumerConn = conn
+    void this.whenConnected(conn).then(() => checkEvictionPolicy(conn, this.opts.log), () => undefined)
     for (const modality of MODALITIES) {
-      const consumer = new StreamConsumer({
-        redis: this.opts.redis,
-        openReader: () => this.openReader(),
-        keys: this.keys,
-        group: this.group,
-        consumer: this.consumerName,
+      const consumer = new PartitionConsumer({
+        redis: conn,
+        partitions: this.partitionsOf(modality, this.opts.versions[modality]),
         modality,
+        consumer: this.consumerName,
         handler,
         consume,
         maxAttempts: this.opts.maxAttempts,
+        maxLostLeases: this.opts.maxLostLeases ?? 10,
         backoff: this.opts.backoff,
-        pendingTtlMs: this.opts.pendingTtlMs ?? 3_600_000,
         negativeTtlMs: this.opts.negativeTtlMs,
-        claimIdleMs: this.opts.claimIdleMs ?? 60_000,
-        pruneIdleMs: this.opts.pruneIdleMs ?? 86_400_000,
-        maintenanceIntervalMs: this.opts.maintenanceIntervalMs ?? 1_000,
-        pollMs: this.opts.pollMs ?? 1_000,
+        leaseMs: this.opts.leaseMs ?? 30_000,
+        maxAgeMs: this.opts.maxAgeMs ?? 3_600_000,
+        pollMs: this.opts.pollMs ?? 250,
         metrics: this.opts.metrics,
+        log: this.opts.log,
         ...(this.opts.random ? { random: this.opts.random } : {}),
       })
       this.consumers.push(consumer)
       consumer.start()
     }
-    this.depthTimer = setInterval(() => void this.depth(), this.opts.maintenanceIntervalMs ?? 1_000)
+    this.depthTimer = setInterval(() => void this.depth(), 1_000)
     this.depthTimer.unref() // the gauge alone must not keep a process alive
   }
 
-  private openReader(): Redis {
-    // A command timeout sized for the request path would abort every XREADGROUP BLOCK.
-    const reader = this.opts.redis.duplicate({ commandTimeout: undefined })
-    // ioredis reports each failed reconnect as an 'error' event (printed when nobody listens);
-    // the read loop sees the failure itself, so here it is only counted.
-    reader.on('error', () => this.opts.metrics.redisErrors.inc({ op: 'queue_connection' }))
-    return reader
+  private async whenConnected(conn: QueueConnection): Promise<void> {
+    for (let i = 0; i < 500 && conn.status !== 'ready'; i++) {
+      if (this.closed) throw new Error('closed')
+      await new Promise((resolve) => setTimeout(resolve, 10))
+    }
   }
 
-  /** Jobs not yet delivered plus retries waiting; on a Redis error, the last known value (error counted). */
+  /** Jobs waiting (ready or waiting for a retry) for this instance's encoder versions; on a Redis error, the last known value. */
   async depth(): Promise<number> {
+    const conn = this.consumerConn ?? this.producer
     try {
-      const keys = [...MODALITIES.map((m) => this.keys.stream(m)), ...MODALITIES.map((m) => this.keys.delayed(m))]
-      const reply = await withTimeout(DEPTH.run(this.opts.redis, keys, [this.group]), this.opts.enqueueTimeoutMs ?? 250, 'queue depth')
-      this.lastDepth = Math.max(0, Number(reply))
+      const parts = MODALITIES.flatMap((m) => this.partitionsOf(m, this.opts.versions[m]))
+      const counts = await withTimeout(Promise.all(parts.flatMap((p) => [conn.call('ZCARD', p.wait), conn.call('ZCARD', p.delayed)])),
+        this.opts.enqueueTimeoutMs ?? 250, 'queue depth')
+      this.lastDepth = counts.reduce<number>((sum, n) => sum + Number(n), 0)
     } catch {
       this.opts.metrics.redisErrors.inc({ op: 'queue_depth' })
     }
@@ -186,8 +287,10 @@ export class RedisQueue implements EmbedQueue {
   async isNegative(keys: readonly string[]): Promise<boolean[]> {
     if (keys.length === 0) return []
     try {
-      const reply = await withTimeout(Promise.all(keys.map((key) => this.opts.redis.call('EXISTS', this.keys.negative(key)))),
-        this.opts.enqueueTimeoutMs ?? 250, 'queue isNegative')
+      const reply = await withTimeout(Promise.all(keys.map((key) => {
+        const p = this.partitionOfKey(key)
+        return p ? this.producer.call('EXISTS', p.negative(key)) : Promise.resolve(0)
+      })), this.opts.enqueueTimeoutMs ?? 250, 'queue isNegative')
       return reply.map((n) => n === 1)
     } catch {
       this.opts.metrics.redisErrors.inc({ op: 'queue_negative' })
@@ -196,10 +299,10 @@ export class RedisQueue implements EmbedQueue {
   }
 
   /**
-   * Stops taking jobs (enqueue returns 0). drain: handle what is in the streams until they look
-   * empty; otherwise only finish the batches in hand. Whatever is left stays in Redis for the other
-   * instances or the next start: waiting entries in the stream, retries in the delayed ZSET, and
-   * batches abandoned at the timeout in this consumer's pending list (reclaimed after claimIdleMs).
+   * Stops taking jobs (enqueue drops). drain: handle what is waiting until the partitions look
+   * empty; otherwise only finish the batches in hand. Batches still running at the timeout are
+   * handed back to waiting (no attempt counted). Waiting and delayed jobs stay in Redis for the
+   * other instances or the next start. Then the queue's own connections are closed.
    */
   close(opts: CloseOptions): Promise<void> {
     this.closing ??= this.shutDown(opts)
@@ -209,15 +312,9 @@ export class RedisQueue implements EmbedQueue {
   private async shutDown({ drain, timeoutMs }: CloseOptions): Promise<void> {
     this.closed = true
     clearInterval(this.depthTimer)
-    const deadline = Date.now() + timeoutMs
     await Promise.all(this.consumers.map((c) => c.stop(drain, timeoutMs)))
-    if (this.consumers.length === 0) return
-    // Forget this consumer's name unless it still holds entries (those must stay claimable).
-    try {
-      await withTimeout(Promise.all(MODALITIES.map((m) => PRUNE_CONSUMERS.run(this.opts.redis,
-        [this.keys.stream(m)], [this.group, 0, this.consumerName]))), Math.max(50, deadline - Date.now()), 'queue close')
-    } catch {
-      this.opts.metrics.redisErrors.inc({ op: 'queue_close' })
-    }
+    await Promise.allSettled([...this.sending])
+    this.consumerConn?.disconnect()
+    this.producer.disconnect()
   }
 }

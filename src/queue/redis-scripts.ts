@@ -1,152 +1,214 @@
-// The durable queue's multi-step operations, each atomic in one Lua script. Every key a script
-// touches is passed in KEYS (none is built inside), so the scripts stay valid on Redis Cluster
-// when the prefix carries a hash tag. Times come from the Redis clock (TIME) so instances with
-// skewed clocks agree on when a retry is due.
+// The durable queue's multi-step operations, each atomic in one Lua script on ONE partition. Every
+// key a script touches is passed in KEYS and all of them carry the partition's hash tag, so each
+// call runs on one slot (one Redis or a Redis Cluster alike). Times come from the Redis clock
+// (TIME) so instances with skewed clocks agree on leases, retries and ages.
+//
+// Demand (priority): a job's score is log2(Σ 2^(t_i / halfLife)) over the times t_i it was
+// offered (ms, Redis clock). The decayed count at time t is 2^(score − t / halfLife): one stored
+// number orders jobs correctly at every later time without rescoring the set, and the log keeps
+// it finite. A new job scores t/halfLife; each repeat adds log2(1 + 2^(lo − hi)) to the larger of
+// the two (log-sum-exp), the same formula as the in-process queue. Scores are written with
+// %.17g: Lua's default %.14g would erase bumps older than ~20 half-lives of precision.
 import { LuaScript } from './lua-script.ts'
 
-const NOW_MS = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`
+/** Helpers shared by the scripts (Lua 5.1 has no modules); `now` is the Redis clock in ms. */
+const PRELUDE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function fmt(x) return string.format('%.17g', x) end
+local function bump(p, x)
+  if not p then return x end
+  local hi, lo = math.max(p, x), math.min(p, x)
+  return hi + math.log(1 + 2 ^ (lo - hi)) / math.log(2)
+end
+-- A job record, or nil when absent or not written by this queue (malformed).
+local function decode(raw)
+  if type(raw) ~= 'string' then return nil end
+  local ok, rec = pcall(cjson.decode, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.i) ~= 'string' or type(rec.a) ~= 'number'
+    or type(rec.c) ~= 'number' or type(rec.t) ~= 'number' or tonumber(rec.p) == nil then return nil end
+  return rec
+end
+-- Removes every trace of a job from the partition (KEYS[1..6] = wait, jobs, delayed, active, owner, born).
+local function forget(key)
+  redis.call('ZREM', KEYS[1], key)
+  redis.call('HDEL', KEYS[2], key)
+  redis.call('ZREM', KEYS[3], key)
+  redis.call('ZREM', KEYS[4], key)
+  redis.call('HDEL', KEYS[5], key)
+  redis.call('ZREM', KEYS[6], key)
+end
+`
+
+const PARTITION_KEYS = `KEYS[1]         wait ZSET (member = cache key, score = demand)
+KEYS[2]         jobs HASH (cache key → record JSON {i, a, c, t, p})
+KEYS[3]         delayed ZSET (score = due time, ms)
+KEYS[4]         active ZSET (score = lease expiry, ms)
+KEYS[5]         owner HASH (cache key → lease token)
+KEYS[6]         born ZSET (score = first queued, ms)`
 
 export const ENQUEUE = new LuaScript('enqueue', `
---[[ enqueue: admit jobs, deduplicated across instances; one call per request batch.
-KEYS[1]         image stream
-KEYS[2]         text stream
-KEYS[1+2i]      job i's pending marker      (i = 1..n)
-KEYS[2+2i]      job i's negative marker
-ARGV[1]         pending marker TTL, ms (covers queue wait + retries; afterwards a duplicate may be admitted)
-ARGV[2]         most entries per stream, 0 = unbounded
-ARGV[3i]        job i's modality: 'image' | 'text'
-ARGV[3i+1]      job i's cache key
-ARGV[3i+2]      job i's input (URL or title)
-Returns: array with one code per job: 1 accepted, 0 already pending (queued, delayed or in flight),
-         -1 negatively cached, -2 stream full ]]
-local ttl = ARGV[1]
-local maxLen = tonumber(ARGV[2])
+--[[ enqueue: admit jobs into one partition, deduplicated across instances; a job already there
+(waiting, delayed or leased) has its demand raised instead.
+${PARTITION_KEYS}
+KEYS[6+i]       job i's negative marker (i = 1..n)
+ARGV[1]         demand half-life, ms
+ARGV[2]         most jobs in the partition (waiting + delayed + leased), 0 = unbounded
+ARGV[1+2i]      job i's cache key
+ARGV[2+2i]      job i's input (URL or title)
+Returns: array, one code per job: 1 queued, 0 already there (demand raised), -1 negatively cached,
+         -2 partition full ]]
+${PRELUDE}
+local x = now / tonumber(ARGV[1])
+local maxJobs = tonumber(ARGV[2])
 local out = {}
-for i = 1, (#KEYS - 2) / 2 do
-  local pending, negative = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local modality, key, input = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
-  local stream = KEYS[2]
-  if modality == 'image' then stream = KEYS[1] end
-  if redis.call('EXISTS', negative) == 1 then
-    out[i] = -1
-  elseif redis.call('EXISTS', pending) == 1 then
+for i = 1, #KEYS - 6 do
+  local key, input = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local raw = redis.call('HGET', KEYS[2], key)
+  local rec = decode(raw)
+  if raw and not rec then forget(key) end -- a malformed record goes with all its traces
+  if rec then
+    local p = fmt(bump(tonumber(rec.p), x))
+    rec.p = p
+    redis.call('HSET', KEYS[2], key, cjson.encode(rec))
+    redis.call('ZADD', KEYS[1], 'XX', p, key)
     out[i] = 0
-  elseif maxLen > 0 and redis.call('XLEN', stream) >= maxLen then
+  elseif redis.call('EXISTS', KEYS[6 + i]) == 1 then
+    out[i] = -1
+  elseif maxJobs > 0 and redis.call('HLEN', KEYS[2]) >= maxJobs then
     out[i] = -2
   else
-    redis.call('SET', pending, '1', 'PX', ttl)
-    redis.call('XADD', stream, '*', 'key', key, 'input', input, 'attempt', '1')
+    redis.call('HSET', KEYS[2], key, cjson.encode({ i = input, a = 0, c = 0, t = now, p = fmt(x) }))
+    redis.call('ZADD', KEYS[1], fmt(x), key)
+    redis.call('ZADD', KEYS[6], now, key)
     out[i] = 1
   end
 end
 return out`)
 
-export const SETTLE = new LuaScript('settle', `
---[[ settle: record a handled batch (one modality); per job ack + delete the entry and then
-clear the pending marker (ok), schedule a retry (retry) or set the negative marker (fail).
-KEYS[1]         stream
-KEYS[2]         delayed-retry ZSET of the same modality
-KEYS[1+2i]      job i's pending marker      (i = 1..n)
-KEYS[2+2i]      job i's negative marker
-ARGV[1]         consumer group
-ARGV[2]         pending marker TTL, ms (renewed on retry)
-ARGV[3]         negative marker TTL, ms
-ARGV[4i]        job i's stream entry id
-ARGV[4i+1]      job i's action: 'ok' | 'retry' | 'fail'
-ARGV[4i+2]      retry: delay in ms; otherwise ignored
-ARGV[4i+3]      retry: ZSET member (JSON {key,input,attempt}); fail: the reason; ok: ignored
-Returns: array with one value per job: 1 settled here, 0 the entry was no longer pending (another
-         consumer reclaimed and settled it; nothing is changed, so nothing is done twice) ]]
-${NOW_MS}
-local out = {}
-for i = 1, (#KEYS - 2) / 2 do
-  local pending, negative = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local id, action, delay, data = ARGV[4 * i], ARGV[4 * i + 1], ARGV[4 * i + 2], ARGV[4 * i + 3]
-  out[i] = redis.call('XACK', KEYS[1], ARGV[1], id)
-  if out[i] == 1 then
-    redis.call('XDEL', KEYS[1], id)
-    if action == 'retry' then
-      redis.call('ZADD', KEYS[2], now + tonumber(delay), data)
-      redis.call('SET', pending, '1', 'PX', ARGV[2])
-    elseif action == 'fail' then
-      redis.call('DEL', pending)
-      redis.call('SET', negative, data, 'PX', ARGV[3])
-    else
-      redis.call('DEL', pending)
+export const TAKE = new LuaScript('take', `
+--[[ take: the partition's upkeep, then lease its highest-demand waiting jobs to one delivery.
+Upkeep: due retries go back to waiting; jobs whose lease expired (their consumer crashed or hung)
+go back to waiting with their lost-lease count + 1; jobs first queued longer ago than the maximum
+age are dropped unless leased; records that do not decode are removed with every trace.
+${PARTITION_KEYS}
+ARGV[1]         most jobs to lease
+ARGV[2]         lease time, ms
+ARGV[3]         lease token of this delivery
+ARGV[4]         maximum age, ms (0 = none)
+ARGV[5]         most jobs each upkeep step handles in this call
+Returns: { expired, reclaimed, malformed, { { key, input, failed attempts, lost leases }, ... } } ]]
+${PRELUDE}
+local limit = tonumber(ARGV[5])
+local malformed = 0
+for _, key in ipairs(redis.call('ZRANGE', KEYS[3], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)) do
+  local rec = decode(redis.call('HGET', KEYS[2], key))
+  redis.call('ZREM', KEYS[3], key)
+  if rec then redis.call('ZADD', KEYS[1], rec.p, key) else forget(key); malformed = malformed + 1 end
+end
+local reclaimed = 0
+for _, key in ipairs(redis.call('ZRANGE', KEYS[4], '-inf', now, 'BYSCORE', 'LIMIT', 0, limit)) do
+  local rec = decode(redis.call('HGET', KEYS[2], key))
+  redis.call('ZREM', KEYS[4], key)
+  redis.call('HDEL', KEYS[5], key)
+  if rec then
+    rec.c = rec.c + 1
+    redis.call('HSET', KEYS[2], key, cjson.encode(rec))
+    redis.call('ZADD', KEYS[1], rec.p, key)
+    reclaimed = reclaimed + 1
+  else
+    forget(key)
+    malformed = malformed + 1
+  end
+end
+local expired = 0
+local maxAge = tonumber(ARGV[4])
+if maxAge > 0 then
+  -- Leased jobs are skipped (they are running), so look past as many as there are.
+  local span = limit + redis.call('ZCARD', KEYS[4])
+  for _, key in ipairs(redis.call('ZRANGE', KEYS[6], '-inf', now - maxAge, 'BYSCORE', 'LIMIT', 0, span)) do
+    if not redis.call('ZSCORE', KEYS[4], key) and expired < limit then
+      forget(key)
+      expired = expired + 1
     end
+  end
+end
+local leased = {}
+local expiry = now + tonumber(ARGV[2])
+for _, key in ipairs(redis.call('ZRANGE', KEYS[1], '+inf', '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, tonumber(ARGV[1]))) do
+  local rec = decode(redis.call('HGET', KEYS[2], key))
+  if rec then
+    redis.call('ZREM', KEYS[1], key)
+    redis.call('ZADD', KEYS[4], expiry, key)
+    redis.call('HSET', KEYS[5], key, ARGV[3])
+    leased[#leased + 1] = { key, rec.i, rec.a, rec.c }
+  else
+    forget(key)
+    malformed = malformed + 1
+  end
+end
+return { expired, reclaimed, malformed, leased }`)
+
+export const RENEW = new LuaScript('renew', `
+--[[ renew: extend the leases one delivery still holds (called every lease time / 3 while it runs).
+KEYS[1]         active ZSET (score = lease expiry, ms)
+KEYS[2]         owner HASH (cache key → lease token)
+ARGV[1]         lease time, ms
+ARGV[2]         lease token of the delivery
+ARGV[2+i]       job i's cache key (i = 1..n)
+Returns: array, one per job: 1 renewed, 0 no longer held by this delivery ]]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for i = 3, #ARGV do
+  if redis.call('HGET', KEYS[2], ARGV[i]) == ARGV[2] then
+    redis.call('ZADD', KEYS[1], 'XX', now + tonumber(ARGV[1]), ARGV[i])
+    out[i - 2] = 1
+  else
+    out[i - 2] = 0
   end
 end
 return out`)
 
-export const PROMOTE = new LuaScript('promote', `
---[[ promote: move retries whose backoff has passed from the delayed ZSET back into the stream.
-KEYS[1]         delayed-retry ZSET
-KEYS[2]         stream of the same modality
-ARGV[1]         most entries to move in this call
-Returns: number of entries moved ]]
-${NOW_MS}
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-for _, member in ipairs(due) do
-  local job = cjson.decode(member)
-  redis.call('XADD', KEYS[2], '*', 'key', job.key, 'input', job.input, 'attempt', tostring(job.attempt))
-  redis.call('ZREM', KEYS[1], member)
-end
-return #due`)
-
-export const RECLAIM = new LuaScript('reclaim', `
---[[ reclaim: take over entries left idle in another consumer's pending list (a crashed or
-stalled instance), with how often each was delivered so poison jobs run out of attempts.
-KEYS[1]         stream
-ARGV[1]         consumer group
-ARGV[2]         this consumer's name
-ARGV[3]         min idle time, ms
-ARGV[4]         XAUTOCLAIM cursor ('0-0' to start over)
-ARGV[5]         most entries to claim
-Returns: { next cursor, { { id, times delivered (this claim included), { field, value, ... } }, ... } } ]]
-local r = redis.call('XAUTOCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'COUNT', ARGV[5])
-local claimed = {}
-for _, entry in ipairs(r[2]) do
-  local p = redis.call('XPENDING', KEYS[1], ARGV[1], entry[1], entry[1], 1)
-  local deliveries = 1
-  if p[1] then deliveries = p[1][4] end
-  claimed[#claimed + 1] = { entry[1], deliveries, entry[2] }
-end
-return { r[1], claimed }`)
-
-export const DEPTH = new LuaScript('depth', `
---[[ depth: jobs waiting (stream entries not yet delivered + retries waiting for backoff).
-KEYS[1]         image stream
-KEYS[2]         text stream
-KEYS[3]         image delayed ZSET
-KEYS[4]         text delayed ZSET
-ARGV[1]         consumer group
-Returns: integer count ]]
-local n = redis.call('ZCARD', KEYS[3]) + redis.call('ZCARD', KEYS[4])
-for s = 1, 2 do
-  n = n + redis.call('XLEN', KEYS[s])
-  local p = redis.pcall('XPENDING', KEYS[s], ARGV[1])
-  if type(p) == 'table' and not p.err then n = n - tonumber(p[1]) end
-end
-return n`)
-
-export const PRUNE_CONSUMERS = new LuaScript('prune-consumers', `
---[[ prune-consumers: forget consumers that hold no entries and were idle long enough. Names are
-unique per process, so each restart would otherwise leave one behind.
-KEYS[1]         stream
-ARGV[1]         consumer group
-ARGV[2]         min idle time, ms
-ARGV[3]         only this consumer ('' = any)
-Returns: number of consumers deleted ]]
-local consumers = redis.pcall('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])
-if type(consumers) ~= 'table' or consumers.err then return 0 end
-local deleted = 0
-for _, c in ipairs(consumers) do
-  local info = {}
-  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
-  if info['pending'] == 0 and info['idle'] >= tonumber(ARGV[2]) and (ARGV[3] == '' or ARGV[3] == info['name']) then
-    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
-    deleted = deleted + 1
+export const SETTLE = new LuaScript('settle', `
+--[[ settle: record what became of jobs one delivery held. ok: the job is gone (its vector is
+stored); retry: failed attempts + 1, back after a delay; fail: gone, negative marker set with the
+reason; release: back to waiting untouched (handed back at shutdown, no attempt counted).
+${PARTITION_KEYS}
+KEYS[6+i]       job i's negative marker (i = 1..n)
+ARGV[1]         lease token of the delivery
+ARGV[2]         negative marker TTL, ms
+ARGV[3i]        job i's cache key
+ARGV[3i+1]      job i's action: 'ok' | 'retry' | 'fail' | 'release'
+ARGV[3i+2]      retry: delay, ms; fail: reason; otherwise ignored
+Returns: array, one per job: 1 settled, 0 not held by this delivery any more (its lease expired
+         and another delivery took it: nothing is changed, so nothing is counted twice) ]]
+${PRELUDE}
+local out = {}
+for i = 1, #KEYS - 6 do
+  local key, action, arg = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+  if redis.call('HGET', KEYS[5], key) ~= ARGV[1] then
+    out[i] = 0
+  else
+    redis.call('HDEL', KEYS[5], key)
+    redis.call('ZREM', KEYS[4], key)
+    local rec = decode(redis.call('HGET', KEYS[2], key))
+    if action == 'ok' or action == 'fail' or not rec then
+      forget(key)
+      if action == 'fail' then redis.call('SET', KEYS[6 + i], arg, 'PX', ARGV[2]) end
+    elseif action == 'retry' then
+      rec.a = rec.a + 1
+      redis.call('HSET', KEYS[2], key, cjson.encode(rec))
+      redis.call('ZADD', KEYS[3], now + tonumber(arg), key)
+    else
+      redis.call('ZADD', KEYS[1], rec.p, key)
+    end
+    out[i] = 1
   end
 end
-return deleted`)
+return out`)
+
+/** The six partition keys in the order every script's KEYS[1..6] expects. */
+export function scriptKeys(p: { wait: string; jobs: string; delayed: string; active: string; owner: string; born: string }): string[] {
+  return [p.wait, p.jobs, p.delayed, p.active, p.owner, p.born]
+}
