@@ -359,7 +359,7 @@ describe('limits and failure classes', () => {
 
 describe('loadImageInput: fetch + preprocess', () => {
   const spec: ImageInputSpec = {
-    layout: 'NCHW', dtype: 'float32', height: 4, width: 4, channel_order: 'RGB',
+    name: 'pixel_values', layout: 'NCHW', dtype: 'float32', height: 4, width: 4, channel_order: 'RGB',
     resize: { fit: 'fill', kernel: 'lanczos3' }, background: [255, 255, 255], mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5],
   }
 

@@ -9,7 +9,7 @@ import { pixelsSha256, preprocessImage, type ImageInputSpec } from '../src/modal
 // x = (px/255 − mean) / std (docs/bundle-format.md, "Image").
 
 const spec = (width: number, height: number, extra: Partial<ImageInputSpec> = {}): ImageInputSpec => ({
-  layout: 'NCHW', dtype: 'float32', height, width, channel_order: 'RGB',
+  name: 'pixel_values', layout: 'NCHW', dtype: 'float32', height, width, channel_order: 'RGB',
   resize: { fit: 'fill', kernel: 'lanczos3' }, background: [255, 255, 255],
   mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5], ...extra,
 })
@@ -209,7 +209,8 @@ test('truncated, corrupt, empty and non-image inputs fail with a permanent IMAGE
 
 test('a spec the pipeline cannot honour is a bundle error, not an image error', async () => {
   const png = await solid(4, 4, [0, 0, 0]).png().toBuffer()
-  const bad = spec(4, 4, { resize: { fit: 'cover', kernel: 'bogus' }, std: [0.5, 0, 0.5] })
+  // A spec that bypassed the manifest schema (the type forbids it; the run-time check still refuses it).
+  const bad = spec(4, 4, { resize: { fit: 'cover', kernel: 'bogus' } as unknown as ImageInputSpec['resize'], std: [0.5, 0, 0.5] })
   await assert.rejects(preprocessImage(png, bad), (err: unknown) =>
     err instanceof CtrError && err.code === 'CTR_ERR_BAD_BUNDLE' && !err.permanent
     && /resize\.fit cover/.test(err.message) && /resize\.kernel bogus/.test(err.message) && /std/.test(err.message))

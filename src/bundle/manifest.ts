@@ -149,7 +149,10 @@ export interface ImageInputSpec {
   dtype: 'float32'
   height: number
   width: number
-  channel_order: 'RGB'
+  /**
+   * order of the tensor's colour planes; pixels are decoded as RGB and reordered
+   */
+  channel_order: 'RGB' | 'BGR'
   resize: {
     fit: 'fill'
     kernel: 'nearest' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3'

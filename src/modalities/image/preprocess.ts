@@ -2,18 +2,11 @@ import { createHash } from 'node:crypto'
 import sharp, { type KernelEnum } from 'sharp'
 import { CtrError } from '../../errors.ts'
 
-/** The manifest's `encoders.image.input` (docs/bundle-format.md, "Image"). */
-export interface ImageInputSpec {
-  readonly layout: string
-  readonly dtype: string
-  readonly height: number
-  readonly width: number
-  readonly channel_order: string
-  readonly resize: { readonly fit: string; readonly kernel: string }
-  readonly background: readonly number[]
-  readonly mean: readonly number[]
-  readonly std: readonly number[]
-}
+import type { ImageInputSpec } from '../../bundle/manifest.ts'
+
+// One ImageInputSpec: the manifest's (generated from docs/manifest.schema.json). The checks below
+// repeat the schema's for specs that did not come through the bundle loader.
+export type { ImageInputSpec }
 
 export interface PreprocessOptions {
   /** Decoded width × height above which an image is refused before its pixels are decoded. */
