@@ -55,6 +55,8 @@ export class PartitionConsumer {
   private seq = 0
   /** Deliveries running now, by lease token: handed back at close if they outlive the timeout. */
   private readonly held = new Map<string, readonly LeasedJob[]>()
+  /** Their lease renewals: a batch abandoned at close (its handler may never answer) must not keep renewing. */
+  private readonly renewals = new Map<string, LeaseRenewal>()
   /** Wakes sleeping loops when the consumer stops, so no timer outlives close(). */
   private readonly stopped = new AbortController()
 
@@ -81,6 +83,7 @@ export class PartitionConsumer {
     this.stopped.abort()
     const abandoned = [...this.held]
     this.held.clear()
+    for (const [token] of abandoned) this.renewals.get(token)?.stop()
     await Promise.all(abandoned.map(([token, jobs]) => this.settle(token, jobs.map((job) => ({ job, action: 'release' as const, arg: '' })))))
   }
 
@@ -176,6 +179,7 @@ export class PartitionConsumer {
     const renewal = new LeaseRenewal(this.deps.redis, token, jobs, this.deps.leaseMs,
       () => this.deps.metrics.redisErrors.inc({ op: 'queue_renew' }))
     renewal.start()
+    this.renewals.set(token, renewal)
     try {
       // A job whose leases keep expiring kills or hangs its consumers: stop it without running it.
       const spent = jobs.filter((j) => j.lostLeases > maxLostLeases)
@@ -191,6 +195,7 @@ export class PartitionConsumer {
       ])
     } finally {
       renewal.stop()
+      this.renewals.delete(token)
       this.held.delete(token)
     }
   }
