@@ -13,7 +13,7 @@ const SRC = join(import.meta.dirname, '../src')
 const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
   'onnx/ort-backend.ts': 3, // model fails to load / output missing or mis-shaped: the bundle was verified at load
   'queue/memory-queue.ts': 1, // start() called twice: a programming error
-  'queue/redis-queue.ts': 2, // start() twice or after close(): programming errors
+  'queue/redis-queue.ts': 4, // start() twice or after close(): programming errors; whenReady() timing out (tests); 'closed' (internal control flow, caught by enqueue)
   'embedding/encoder-worker.ts': 3, // loaded outside a worker thread, or without the options its kind needs
   'cli/score.ts': 1, // a `score` worker process died (its own stderr says why)
   'scoring/scorer-pool.ts': 2, // a scorer thread answered outside the protocol: a bug
