@@ -49,8 +49,9 @@ export class Fleet {
     return live[this.#next++ % live.length] as Instance
   }
 
-  async scrapeAll(): Promise<void> {
-    await Promise.all(this.instances.filter((i) => i.inRotation).map(async (inst) => {
+  /** Scrapes `which` (default: those in rotation; a frozen process would hang the scrape). */
+  async scrapeAll(which: readonly Instance[] = this.instances.filter((i) => i.inRotation)): Promise<void> {
+    await Promise.all(which.map(async (inst) => {
       let m: MetricMap
       try {
         m = await scrape(inst.proc.url)
@@ -77,7 +78,7 @@ export class Fleet {
   async restart(inst: Instance, signal: 'SIGTERM' | 'SIGKILL', bundle: 'A' | 'B'): Promise<{ downMs: number }> {
     inst.inRotation = false
     await sleep(200) // requests already sent to it finish (a balancer drains the same way)
-    await this.scrapeAll()
+    await this.scrapeAll([inst]) // out of rotation now, but still alive: its last counts
     const t0 = performance.now()
     inst.proc.kill(signal)
     await inst.proc.exited()

@@ -8,10 +8,12 @@
 //
 // Job accounting (explicit): accepted = Σ jobs_total{outcome="queued"} over every process (a killed
 // process counts with its last scrape, ≤ 1 s before the kill); lost = accepted − done − failed −
-// expired − waiting at the end (queue depth after the drain). A job done twice (a reclaimed batch
-// whose first consumer also finished) makes `done` exceed the jobs it ran, so the ground truth is
-// also given: every new title and image URL the load sent, and whether its vector is in the cluster
-// at the end under the encoder version of the instance that received it.
+// expired − still in the queue at the end (job records in every partition of every encoder version,
+// read from the cluster: an instance's depth gauge counts only its own versions). An enqueue whose
+// reply timed out counts `unknown` (it may be queued): true lost lies in [lost, lost + unknown].
+// The ground truth is also given: every new title and image URL the load sent, whether its vector
+// is in the cluster at the end under the encoder version of the instance that received it, and if
+// not, whether it is still a job, negatively cached, or nowhere (lost, or never accepted).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, loadavg } from 'node:os'
@@ -30,7 +32,7 @@ import { num, parseArgs } from '../lib/args.ts'
 import { timeUntil } from '../lib/wait.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from '../chaos/load.ts'
 import { type JobCounts, Fleet, type Instance, emptyCounts } from './fleet.ts'
-import { countForeign, ownerPort } from './cluster-keys.ts'
+import { countForeign, ownerPort, queueAtEnd, whereIs } from './cluster-keys.ts'
 
 const args = parseArgs(process.argv.slice(2))
 const RATE = num(args, 'rate', 20)
@@ -39,6 +41,7 @@ const INSTANCES = num(args, 'instances', 2)
 const STOP_S = num(args, 'stop-seconds', 70)
 const DRAIN_S = num(args, 'drain-seconds', 90)
 const PREFIX = 'fleet'
+const PARTITIONS = 8
 const RESULTS = resolve(import.meta.dirname, '../results')
 const log = (m: string): void => { process.stderr.write(`[fleet ${new Date().toISOString().slice(11, 19)}] ${m}\n`) }
 const hardStop = setTimeout(() => { log('hard time limit reached, exiting'); process.exit(2) }, 40 * 60_000)
@@ -61,7 +64,7 @@ await new Promise<void>((r) => { if (admin.status === 'ready') r(); else admin.o
 const origin = await startImageOrigin(SAMPLE_DIR)
 const envFor = (b: 'A' | 'B'): Record<string, string> => ({
   REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: PREFIX, IMAGE_ALLOWED_HOSTS: '127.0.0.1', LOG_LEVEL: 'warn',
-  EMBED_WORKERS: '1', BUDGET_MS: '200', MODEL_DIR: b === 'A' ? BUNDLE_DIR : dirB,
+  EMBED_WORKERS: '1', BUDGET_MS: '200', QUEUE_PARTITIONS: String(PARTITIONS), MODEL_DIR: b === 'A' ? BUNDLE_DIR : dirB,
 })
 const fleet = new Fleet(envFor)
 const ports = await Promise.all(Array.from({ length: INSTANCES }, () => freePort()))
@@ -277,16 +280,22 @@ const drainMs = await timeUntil(async () => {
 await sleep(3000)
 await fleet.scrapeAll()
 const totals = fleet.totals()
-const waiting = fleet.lastDepth
+const queueEnd = await queueAtEnd(admin, PREFIX)
+const waiting = Object.values(queueEnd.jobsByVersion).reduce((a, b) => a + b, 0)
 const lost = totals.queued - totals.done - totals.failed - totals.expired - waiting
 embedded = await presentCount(freshKeys)
-// Which phase sent the inputs that never got a vector.
+// Which phase sent the inputs that never got a vector, and where they are.
 const missingByPhase: Record<string, number> = {}
+const missingWhere: Record<string, number> = {}
 const seen = new Set<string>()
 for (const f of fresh) {
   if (seen.has(f.key)) continue
   seen.add(f.key)
-  if (!(await admin.exists(f.key).catch(() => 0))) missingByPhase[f.phase] = (missingByPhase[f.phase] ?? 0) + 1
+  if (await admin.exists(f.key).catch(() => 0)) continue
+  const where = await whereIs(admin, PREFIX, f.key, PARTITIONS)
+  missingByPhase[f.phase] = (missingByPhase[f.phase] ?? 0) + 1
+  const id = `${where} (${f.key.split(':').slice(1, 3).join(':')}, ${f.phase})`
+  missingWhere[id] = (missingWhere[id] ?? 0) + 1
 }
 const foreign = await countForeign(admin, PREFIX, version, 50)
 await fleet.stop()
@@ -299,21 +308,22 @@ const out = {
   generatedAt: new Date().toISOString(), node: process.version, rate: RATE, instances: INSTANCES, itemsPerRequest: '19-21', budgetMs: 200,
   loadAverage: { atStart: loadAtStart, atEnd: loadavg() }, queue: 'the queue of main at the time of the run (see the README)',
   phases: results,
-  accounting: { ...totals, waitingAtEnd: waiting, drainMs, lost, formula: 'lost = queued − done − failed − expired − waitingAtEnd' },
-  groundTruth: { freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded, notEmbeddedBySendingPhase: missingByPhase },
+  accounting: { ...totals, inQueueAtEnd: waiting, queueAtEnd: queueEnd, depthGaugeAtEnd: fleet.lastDepth, drainMs, lost,
+    formula: 'lost = queued − done − failed − expired − inQueueAtEnd; true lost in [lost, lost + unknown]' },
+  groundTruth: { freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded, notEmbeddedBySendingPhase: missingByPhase, notEmbeddedWhere: missingWhere },
   foreignVersionVectors: foreign,
 }
 mkdirSync(RESULTS, { recursive: true })
 writeFileSync(join(RESULTS, 'fleet.json'), JSON.stringify(out, null, 2))
 const md = [
   '# Fleet chaos run', '',
-  `Generated ${out.generatedAt}, node ${process.version}, \`flock /work/locks/bench.lock npx tsx bench/fleet/run.ts\`. Redis Cluster of 3 masters + 3 replicas (cluster-node-timeout 2 s), ${INSTANCES} ctrserve processes (1 image encoder worker each), loopback image origin. Open-loop load of ${RATE} req/s in total, round robin over the instances in rotation (latency from each request's due time), 19–21 items per request (18 hot, one new title, every 5th request one new image), budget 200 ms. Load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(' / ')}, at end ${out.loadAverage.atEnd.map((x) => x.toFixed(1)).join(' / ')} (shared 2-core machine: absolute latencies are noisy).`, '',
+  `Generated ${out.generatedAt}, node ${process.version}, \`flock /work/locks/bench.lock npx tsx bench/fleet/run.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}\`. Redis Cluster of 3 masters + 3 replicas (cluster-node-timeout 2 s), ${INSTANCES} ctrserve processes (1 image encoder worker each), loopback image origin. Open-loop load of ${RATE} req/s in total, round robin over the instances in rotation (latency from each request's due time), 19–21 items per request (18 hot, one new title, every 5th request one new image), budget 200 ms. Load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(' / ')}, at end ${out.loadAverage.atEnd.map((x) => x.toFixed(1)).join(' / ')} (shared 2-core machine: absolute latencies are noisy).`, '',
   '| phase | fault | s | requests | 5xx | conn. errors | p99 (ms) | max (ms) | /readyz non-200 | jobs queued / done / failed (neg. cached) / expired / dropped | recovery and notes |',
   '|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|',
   ...results.map((r) => `| ${r.phase} | ${r.fault} | ${r.seconds} | ${r.sent} | ${r.fiveXx} | ${r.connectionErrors} | ${r.latency.p99} | ${r.latency.max} | ${r.readyz.not200} / ${r.readyz.polls} | ${r.jobs.queued} / ${r.jobs.done} / ${r.jobs.failed} / ${r.jobs.expired} / ${r.jobs.dropped} | ${Object.entries(r.notes).map(([k, v]) => `${k}: ${v === undefined ? 'not reached' : JSON.stringify(v)}`).join('; ')} |`),
   '',
-  `Jobs over the run (every process; a killed one with its last scrape): queued ${totals.queued}, done ${totals.done}, failed ${totals.failed}, expired ${totals.expired}, dropped ${totals.dropped}, unknown ${totals.unknown}, deduplicated ${totals.deduplicated}; waiting after a drain of ${drainMs ?? `>${DRAIN_S * 1000}`} ms: ${waiting}. **Lost = queued − done − failed − expired − waiting = ${lost}** (negative: jobs done more than once).`, '',
-  `Ground truth: ${freshKeys.length} new inputs sent (titles, images, the kill-9 burst); ${embedded} have their vector in the cluster at the end; ${freshKeys.length - embedded} do not (by the phase that sent them: ${JSON.stringify(missingByPhase)}).`, '',
+  `Jobs over the run (every process; a killed one with its last scrape): queued ${totals.queued}, done ${totals.done}, failed ${totals.failed}, expired ${totals.expired}, dropped ${totals.dropped}, unknown ${totals.unknown}, deduplicated ${totals.deduplicated}, negative ${totals.negative}, retried ${totals.retried}. Still in the queue after a drain of ${drainMs ?? `>${DRAIN_S * 1000}`} ms (job records in the cluster, every version): ${waiting} ${JSON.stringify(queueEnd.jobsByVersion)}, of which leased ${queueEnd.leased}; negative-cache markers: ${queueEnd.negativeMarkers}. **Lost = queued − done − failed − expired − in queue = ${lost}** (an \`unknown\` enqueue may have been queued: true lost lies in [${lost}, ${lost + totals.unknown}]; a process's jobs settled after its last scrape count as lost here).`, '',
+  `Ground truth: ${freshKeys.length} new inputs sent (titles, images, the kill-9 burst); ${embedded} have their vector in the cluster at the end; ${freshKeys.length - embedded} do not (by the phase that sent them: ${JSON.stringify(missingByPhase)}; where they are: ${JSON.stringify(missingWhere)}).`, '',
   `Vectors under a foreign encoder version (scan of every master; a bundle-B vector has values near 100): under A's version computed by B ${foreign.aKeysWithB} of ${foreign.aKeys}; under B's version computed by A ${foreign.bKeysWithA} of ${foreign.bKeys}.`, '',
 ]
 writeFileSync(join(RESULTS, 'fleet.md'), md.join('\n'))
