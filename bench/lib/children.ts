@@ -1,5 +1,4 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createServer } from 'node:net'
 
 // Child processes of a bench run: every one is started here, tracked by pid, and stopped by pid.
 
@@ -60,18 +59,6 @@ export function spawnChild(name: string, cmdIn: string, argsIn: readonly string[
 /** Stops every child still running (on exit of the orchestrator, errors included). */
 export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((c) => c.stop(5000)))
-}
-
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address()
-      const port = typeof a === 'object' && a ? a.port : 0
-      s.close(() => resolve(port))
-    })
-  })
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs'
-import { type Child, freePort, httpOk, spawnChild, waitFor } from './children.ts'
+import { freePort } from '../../support/free-port.ts'
+import { type Child, httpOk, spawnChild, waitFor } from './children.ts'
 
 // Start the participants of a run: redis-server, the image origin, ctrserve, the Python peer.
 
