@@ -54,6 +54,7 @@ class TrainConfig:
     oov_text: float = 0.15
     field_drop: float = 0.03     # rows whose value is replaced by "missing" (row 0), so row 0 is trained
     weight_decay: float = 5e-5
+    ema: float = 0.0             # decay of the weight average that is validated and kept (0 = last weights)
     extra: dict = field(default_factory=dict)
 
 

@@ -15,15 +15,28 @@ class Head(nn.Module):
     """Exported alone as head.onnx. Inputs are exactly what the server assembles."""
 
     def __init__(self, img_mean: np.ndarray, img_std: np.ndarray, fields_dim: int, k: int = MDN_K,
-                 hidden: int = 256, dropout: float = 0.2):
+                 hidden: int = 256, dropout: float = 0.2, item_cols: list[int] | None = None,
+                 interact: int = 0, img_dropout: float | None = None):
         super().__init__()
         self.k = k
         self.register_buffer("img_mean", torch.as_tensor(img_mean, dtype=torch.float32))
         self.register_buffer("img_inv_std", torch.as_tensor(1.0 / img_std, dtype=torch.float32))
-        self.img = nn.Sequential(nn.Dropout(dropout), nn.Linear(IMAGE_DIM, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU())
+        img_dropout = dropout if img_dropout is None else img_dropout
+        self.img = nn.Sequential(nn.Dropout(img_dropout), nn.Linear(IMAGE_DIM, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU())
         self.txt = nn.Sequential(nn.Linear(TEXT_DIM, 64), nn.ReLU(), nn.Linear(64, 32), nn.ReLU())
         self.fld = nn.Sequential(nn.Linear(fields_dim, 128), nn.ReLU())
-        self.fuse = nn.Sequential(nn.Linear(32 + 1 + 32 + 1 + 128, hidden), nn.ReLU(), nn.Dropout(dropout),
+        # Context x item interactions (what the world's CTR mostly varies by: a segment or site likes
+        # some topics): an item vector from the item's towers and item fields, a context vector from
+        # the context fields, and their elementwise product into the fusion MLP (a factorised
+        # bilinear term, which a ReLU MLP on the concatenation learns only slowly).
+        self.interact = interact if item_cols is not None and 0 < len(item_cols) < fields_dim else 0
+        if self.interact:
+            ctx_cols = sorted(set(range(fields_dim)) - set(item_cols))
+            self.register_buffer("item_cols", torch.as_tensor(item_cols, dtype=torch.long))
+            self.register_buffer("ctx_cols", torch.as_tensor(ctx_cols, dtype=torch.long))
+            self.item_vec = nn.Sequential(nn.Linear(32 + 32 + len(item_cols), 64), nn.ReLU(), nn.Linear(64, interact))
+            self.ctx_vec = nn.Linear(len(ctx_cols), interact)
+        self.fuse = nn.Sequential(nn.Linear(32 + 1 + 32 + 1 + 128 + self.interact, hidden), nn.ReLU(), nn.Dropout(dropout),
                                   nn.Linear(hidden, 128), nn.ReLU())
         self.out = nn.Linear(128, 3 * k)
         # Spread temperature, fitted after training on the calibration split (held-out NLL): the
@@ -37,7 +50,11 @@ class Head(nn.Module):
         i = self.img((image_emb - self.img_mean) * self.img_inv_std)
         t = self.txt(text_emb)
         f = self.fld(fields_emb)
-        h = self.fuse(torch.cat([i, image_oov, t, text_oov, f], dim=1))
+        parts = [i, image_oov, t, text_oov, f]
+        if self.interact:
+            u = self.item_vec(torch.cat([i, t, fields_emb.index_select(1, self.item_cols)], dim=1))
+            parts.append(u * self.ctx_vec(fields_emb.index_select(1, self.ctx_cols)))
+        h = self.fuse(torch.cat(parts, dim=1))
         o = self.out(h)
         k = self.k
         pi = torch.softmax(o[:, :k], dim=1)

@@ -33,12 +33,23 @@ class Data:
     r_split: torch.Tensor                # 0 train, 1 calibration, 2 test, 3 validation (early stopping)
 
 
+def item_columns(fields: list[FieldSpec]) -> list[int]:
+    """Positions of the item-scope fields' values in fields_emb (fields concatenated in spec order)."""
+    cols, at = [], 0
+    for f in fields:
+        if f.scope == "item":
+            cols += range(at, at + f.dim)
+        at += f.dim
+    return cols
+
+
 class CTRModel(nn.Module):
-    def __init__(self, vocab: int, fields: list[FieldSpec], table_rows: dict[str, int], img_mean, img_std):
+    def __init__(self, vocab: int, fields: list[FieldSpec], table_rows: dict[str, int], img_mean, img_std,
+                 **head_opts):
         super().__init__()
         self.text = TextEncoder(vocab)
         self.tables = FieldTables(fields, table_rows)
-        self.head = Head(img_mean, img_std, sum(f.dim for f in fields))
+        self.head = Head(img_mean, img_std, sum(f.dim for f in fields), item_cols=item_columns(fields), **head_opts)
         self.oov_image = nn.Parameter(torch.as_tensor(img_mean, dtype=torch.float32).clone())
         self.oov_text = nn.Parameter(torch.zeros(TEXT_DIM))
         self.text_cache: torch.Tensor | None = None   # set once the text encoder is frozen
@@ -90,6 +101,27 @@ class CTRModel(nn.Module):
         self.text_cache = torch.cat(out)
 
 
+class _Ema:
+    """Exponential moving average of the trained parameters: the weights that are validated, kept
+    and exported. Averaging over the last few hundred steps removes most of the step-to-step noise
+    of the item and interaction estimates, which held-out items otherwise pay for."""
+
+    def __init__(self, params, decay: float):
+        self.params, self.decay = params, decay
+        self.avg = [p.detach().clone() for p in params]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.avg, [p.detach() for p in self.params], 1.0 - self.decay)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        for p, a in zip(self.params, self.avg):
+            t = p.detach().clone()
+            p.copy_(a)
+            a.copy_(t)
+
+
 def _run_epochs(model: CTRModel, data: Data, rows: torch.Tensor, epochs: int, cfg: TrainConfig,
                 params, lr: float, seed: int, log, tag: str, valid_rows: torch.Tensor) -> None:
     gh_x, gh_w = np.polynomial.hermite.hermgauss(GH_TRAIN_NODES)
@@ -97,6 +129,7 @@ def _run_epochs(model: CTRModel, data: Data, rows: torch.Tensor, epochs: int, cf
     steps = epochs * math.ceil(len(rows) / cfg.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.15)
     gen = torch.Generator().manual_seed(seed)
+    ema = _Ema(params, cfg.ema) if cfg.ema > 0 else None
     best = (float("inf"), None, -1)
     for ep in range(epochs):
         model.train()
@@ -113,11 +146,17 @@ def _run_epochs(model: CTRModel, data: Data, rows: torch.Tensor, epochs: int, cf
             nn.utils.clip_grad_norm_(params, 5.0)
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update()
             tot += float(loss.detach()) * len(b)
             cnt += len(b)
+        if ema is not None:
+            ema.swap()  # validate (and keep) the averaged weights
         v = evaluate_nll(model, data, valid_rows)
         if v < best[0]:
             best = (v, copy.deepcopy(model.state_dict()), ep + 1)
+        if ema is not None:
+            ema.swap()
         log(f"[{tag}] epoch {ep + 1}/{epochs}: train nll {tot / cnt:.4f}  validation nll {v:.4f}  ({time.time() - t0:.0f}s)")
     if best[1] is not None:
         model.load_state_dict(best[1])
