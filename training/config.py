@@ -34,7 +34,7 @@ BISECT_SPAN = 10.0      # bracket = [min(mu - 10 sigma), max(mu + 10 sigma)]
 class DataConfig:
     seed: int = 20261123
     n_items: int = 12000
-    n_rows: int = 360_000
+    n_rows: int = 720_000
     n_publishers: int = 1500
     split: tuple[float, float, float, float] = (0.76, 0.06, 0.09, 0.09)  # train/validation/calibration/test
     mean_log_impr: float = 5.0
@@ -46,8 +46,8 @@ FULL = DataConfig()
 
 @dataclass
 class TrainConfig:
-    epochs_joint: int = 10       # text encoder + head (early stopping on validation)
-    epochs_head: int = 12        # head only, text encoder frozen (early stopping)
+    epochs_joint: int = 3        # text encoder + head (early stopping on validation)
+    epochs_head: int = 4         # head only, text encoder frozen (early stopping)
     batch: int = 1024
     lr: float = 2e-3
     oov_image: float = 0.15

@@ -47,6 +47,7 @@ UNICODE_EXTRAS = ["café", "naïve", "über", "niño", "東京", "🚀", "🔥",
 
 
 # The synthetic world's field spec (written beside its rows as fields.json). Order = fields_emb order.
+# Site and segment get 16 dimensions: each carries a taste over 12 topics, which 8 cannot hold.
 SYNTH_FIELDS: list[FieldSpec] = [
     FieldSpec("publisher", "item", "categorical", 16, seed=17, rows=4096),
     FieldSpec("category", "item", "categorical", 8, seed=23, rows=256),
@@ -57,8 +58,8 @@ SYNTH_FIELDS: list[FieldSpec] = [
     FieldSpec("title_len", "item", "numeric", 4, bins=8),
     FieldSpec("device", "context", "categorical", 4, seed=37, rows=16),
     FieldSpec("country", "context", "categorical", 8, seed=41, rows=128),
-    FieldSpec("site", "context", "categorical", 8, seed=43, rows=256),
-    FieldSpec("segment", "context", "categorical", 8, seed=47, rows=64),
+    FieldSpec("site", "context", "categorical", 16, seed=43, rows=256),
+    FieldSpec("segment", "context", "categorical", 16, seed=47, rows=64),
     FieldSpec("hour", "context", "numeric", 8, bins=24),
 ]
 
