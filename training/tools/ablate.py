@@ -101,10 +101,11 @@ def run(name: str, args, prepared) -> dict:
     pi, mu, sg = predict(model, tensors, va)
     raw_va, _ = mdn.moments(pi, mu, sg)
     calib = ev.fit_isotonic(raw_va, data.clicks[va.numpy()], data.impressions[va.numpy()])
-    res = {"variant": name, "head": head_opts, "train": over, "epochs": [cfg.epochs_joint, cfg.epochs_head],
-           "train_share": args.train_share, "n_rows": len(data), "fields": str(args.fields or ""), "tau": tau, "cpu_s": round(time.process_time() - t0),
-           "test": score(model, tensors, data, calib, B.TEST, args.dump and args.dump / f"{name}-test.npz"), "seen": score(model, tensors, data, calib, B.SEEN)}
-    return res
+    dump = args.dump / f"{name}-test.npz" if args.dump else None
+    return {"variant": name, "head": head_opts, "train": over, "epochs": [cfg.epochs_joint, cfg.epochs_head],
+            "train_share": args.train_share, "n_rows": len(data), "fields": str(args.fields or ""), "tau": tau,
+            "cpu_s": round(time.process_time() - t0),
+            "test": score(model, tensors, data, calib, B.TEST, dump), "seen": score(model, tensors, data, calib, B.SEEN)}
 
 
 def main(argv=None) -> int:
