@@ -2,7 +2,7 @@
 scored on the held-out items (AUC, calibrated ECE, 90 % coverage, and the Bayes predictor's AUC
 when the rows carry oracle columns). Prints one JSON line per variant.
 
-    python -m training.tools.ablate --variants old,interact [--data rows.jsonl --fields fields.json]
+    python -m training.tools.ablate --variants base,interact [--data rows.jsonl --fields fields.json]
         [--train-share 0.5] [--epochs-joint 4 --epochs-head 4]
 
 Without --data it uses the synthetic world's rows, exactly as `training.build` does.
@@ -29,12 +29,11 @@ from ..images import ImageFetcher
 from ..tokenizer import train_tokenizer
 from ..train import CTRModel, fit_spread_tau, predict, train
 
-# name -> (head options, training overrides). "old" is the 1.0.0 model.
+# name -> (head options, training overrides). "base" is the model as built (1.0.0 and 1.1.0 alike).
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "old": ({}, {}),
+    "base": ({}, {}),
     "interact": ({"interact": 32}, {}),
     "ema": ({}, {"ema": 0.997}),
-    "interact-ema": ({"interact": 32}, {"ema": 0.997}),
 }
 
 
@@ -110,7 +109,7 @@ def run(name: str, args, prepared) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", default="old,interact")
+    ap.add_argument("--variants", default="base,interact")
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--fields", type=Path, default=None)
     ap.add_argument("--image-root", type=Path, default=None)

@@ -1,8 +1,8 @@
 """What a model misses in the synthetic world: its error against the Bayes predictor on held-out rows,
 regressed on the terms the generator adds into the logit mean m (synth.logit_mean, synth.make_items).
 
-    python -m training.tools.ablate --variants old --dump DIR        # writes DIR/old-test.npz
-    python -m training.tools.oracle_residuals DIR/old-test.npz [--n-rows N]
+    python -m training.tools.ablate --variants base --dump DIR       # writes DIR/base-test.npz
+    python -m training.tools.oracle_residuals DIR/base-test.npz [--n-rows N]
 
 For each term: the share of it the model misses (the regression slope; 0 = learnt, 1 = ignored) and
 the variance that leaves; then the rest of the error split into a per-item part and a within-item part.
