@@ -7,6 +7,7 @@ import { PredictionsJson } from '../predict/predictions-json.ts'
 import { scoreInputs } from './scorer.ts'
 import { SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, inputBuffers } from './scorer-protocol.ts'
 import type { Source } from '../predict/types.ts'
+import type { CloseMessage } from '../workers/worker-slots.ts'
 
 const data = workerData as ScorerWorkerData
 const port = parentPort
@@ -42,7 +43,21 @@ async function handle(req: ScoreRequest): Promise<ScoreResponse> {
   return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, json: body }
 }
 
-port.on('message', (req: ScoreRequest) => {
+let active = 0
+
+/** Releases the head's session once the runs in progress end (releasing it mid-run would crash). */
+async function closeWorker(): Promise<void> {
+  while (active > 0) await new Promise((r) => setTimeout(r, 10))
+  await head.close()
+  process.exit(0) // in a worker thread this ends the thread only
+}
+
+port.on('message', (req: ScoreRequest | CloseMessage) => {
+  if ('kind' in req) {
+    void closeWorker()
+    return
+  }
+  active++
   handle(req).then(
     (res) => {
       const transfer = inputBuffers(res.inputs)
@@ -50,6 +65,6 @@ port.on('message', (req: ScoreRequest) => {
       port.postMessage(res, transfer)
     },
     (err: unknown) => port.postMessage({ id: req.id, ok: false, inputs: req.inputs, error: err instanceof Error ? err.message : String(err) }, inputBuffers(req.inputs)),
-  )
+  ).finally(() => { active-- })
 })
 port.postMessage({ ready: true })
