@@ -60,3 +60,38 @@ test('a 400 from field assembly comes back from the scorer path and the process 
   assert.equal(ok.statusCode, 200)
   assert.equal((JSON.parse(ok.body) as PredictResult).predictions.length, 2)
 })
+
+test('options.fields trims each prediction to the members named, on the request thread and in scorer threads', async (t) => {
+  const origin = await startImageOrigin(SAMPLE_DIR)
+  t.after(() => origin.close())
+  for (const concurrency of [1, 2]) {
+    const app = await build(t, { WEB_CONCURRENCY: concurrency })
+    // No image or title: sources stay `absent`, so full and trimmed answers are comparable.
+    const items = sampleItems(origin.baseUrl, 12).map(({ id, categorical, numeric }) => ({ id, ...(categorical ? { categorical } : {}), ...(numeric ? { numeric } : {}) }))
+    const post = async (options?: object): Promise<{ status: number; body: Record<string, unknown> }> => {
+      const r = await app.inject({ method: 'POST', url: '/predict', payload: { items, ...(options ? { options } : {}) } })
+      return { status: r.statusCode, body: JSON.parse(r.body) as Record<string, unknown> }
+    }
+    const full = (await post()).body.predictions as Array<{ id: string; ctr: Record<string, unknown>; sources: unknown }>
+    const cases: Array<[string[], (p: (typeof full)[number]) => object]> = [
+      [['mean', 'sources'], (p) => ({ id: p.id, ctr: { mean: p.ctr.mean }, sources: p.sources })],
+      [['quantiles', 'std', 'mean'], (p) => ({ id: p.id, ctr: { mean: p.ctr.mean, std: p.ctr.std, quantiles: p.ctr.quantiles } })],
+      [['raw_mean', 'components'], (p) => ({ id: p.id, ctr: { raw_mean: p.ctr.raw_mean, components: p.ctr.components } })],
+      [[], (p) => ({ id: p.id, ctr: {} })],
+      [['mean', 'raw_mean', 'std', 'quantiles', 'components', 'sources'], (p) => p],
+    ]
+    for (const [fields, want] of cases) {
+      const r = await post({ fields })
+      assert.equal(r.status, 200, `fields ${fields.join(',')}`)
+      // Same members in the canonical order, same values, byte for byte.
+      assert.equal(JSON.stringify(r.body.predictions), JSON.stringify(full.map(want)), `WEB_CONCURRENCY=${concurrency}, fields ${fields.join(',')}`)
+    }
+    const bad = await post({ fields: ['mean', 'variance'] })
+    assert.equal(bad.status, 400)
+    assert.equal(bad.body.code, 'CTR_ERR_BAD_BODY')
+    assert.equal(bad.body.field, 'body/options/fields/1')
+    assert.equal(bad.body.message, 'body/options/fields/1: must be one of "mean", "raw_mean", "std", "quantiles", "components", "sources"')
+    assert.equal((await post({ fields: ['mean', 'mean'] })).status, 400, 'a repeated name')
+    assert.equal((await post({ fields: 'mean' })).status, 400, 'not an array')
+  }
+})

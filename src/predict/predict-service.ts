@@ -9,6 +9,7 @@ import { distributionAt } from '../mdn/distribution.ts'
 import type { Scorer } from '../scoring/scorer.ts'
 import { CtrError } from '../errors.ts'
 import { ITEM_KEYS } from './predict-schema.ts'
+import { fieldMask } from './predictions-json.ts'
 import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
 import { HeadReserve } from './head-reserve.ts'
 import type { DegradeReason, InlineCompute } from './inline-compute.ts'
@@ -76,10 +77,14 @@ export class PredictService {
     return { model: r.model, predictions: r.value, warnings: r.warnings, timing_ms: r.timing_ms }
   }
 
-  /** The whole response as JSON, serialised where it was scored (the /predict route's hot path). */
+  /**
+   * The whole response as JSON, serialised where it was scored (the /predict route's hot path),
+   * trimmed to `options.fields` (predict() always returns every member).
+   */
   async predictJson(body: PredictBody, startedAt: number): Promise<string> {
     const r = await this.run(body, startedAt, async (n, fill, p) => {
-      const s = await this.d.scorer.scoreJson(n, fill, { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources })
+      const meta = { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources, fields: fieldMask(body.options?.fields) }
+      const s = await this.d.scorer.scoreJson(n, fill, meta)
       return { value: s.json, headMs: s.headMs, statsMs: s.statsMs }
     })
     return `{"model":${JSON.stringify(r.model)},"predictions":${r.value},"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`

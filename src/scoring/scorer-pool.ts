@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import type { HeadBundle, HeadInputs } from '../fusion/head.ts'
-import type { RowMeta } from '../predict/predictions-json.ts'
+import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
 import type { Scored, ScoredJson, Scorer } from './scorer.ts'
 import { WorkerSlots } from '../workers/worker-slots.ts'
@@ -74,7 +74,7 @@ export class ScorerPool implements Scorer {
       this.release(inputs)
       return Promise.reject(err)
     }
-    const req = { n, inputs, ...(meta ? { meta: { ids: meta.ids, sources: sourceCodes(meta) } } : {}) }
+    const req = { n, inputs, ...(meta ? { meta: { ids: meta.ids, sources: sourceCodes(meta), fields: meta.fields ?? ALL_FIELDS } } : {}) }
     return this.slots.call(req, inputBuffers(inputs))
   }
 

@@ -26,8 +26,8 @@ export interface ScoreRequest {
   readonly id: number
   readonly n: number
   readonly inputs: InputSet
-  /** JSON wanted: ids and the source codes of image (first n) and text (next n). */
-  readonly meta?: { readonly ids: readonly string[]; readonly sources: Uint8Array }
+  /** JSON wanted: ids, the source codes of image (first n) and text (next n), the members to write (fieldMask). */
+  readonly meta?: { readonly ids: readonly string[]; readonly sources: Uint8Array; readonly fields: number }
 }
 
 export type ScoreResponse =

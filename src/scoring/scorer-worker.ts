@@ -39,7 +39,7 @@ async function handle(req: ScoreRequest): Promise<ScoreResponse> {
     image[i] = SOURCE_CODES[codes[i] as number] as Source
     text[i] = SOURCE_CODES[codes[n + i] as number] as Source
   }
-  const body = json.write(s, { ids: req.meta.ids, image, text })
+  const body = json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields })
   return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, json: body }
 }
 
