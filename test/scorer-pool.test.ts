@@ -39,10 +39,12 @@ test('scorer threads and the request thread give identical statistics, head outp
     assert.deepEqual(Array.from(g.rows), Array.from(want.rows), `rows of batch ${s} (${n} items)`)
     assert.deepEqual(Array.from(g.pi), Array.from(want.pi))
     assert.deepEqual(Array.from(g.sigma), Array.from(want.sigma))
-    const meta = { ids: Array.from({ length: n }, (_, i) => `id-${i}`), image: Array(n).fill('l1'), text: Array(n).fill('oov') }
+    const meta = { ids: Array.from({ length: n }, (_, i) => `id-${i}é\u2028`), image: Array(n).fill('l1'), text: Array(n).fill('oov') }
     const [a, b] = await Promise.all([pool.scoreJson(n, filler(s), meta), inline.scoreJson(n, filler(s), meta)])
-    assert.equal(a.json, b.json)
-    assert.equal((JSON.parse(a.json) as unknown[]).length, n)
+    assert.ok(a.json instanceof Uint8Array, 'a scorer thread sends UTF-8 bytes')
+    const text = new TextDecoder().decode(a.json)
+    assert.equal(text, b.json)
+    assert.equal((JSON.parse(text) as unknown[]).length, n)
   }
   await assert.rejects(pool.score(2, () => { throw new Error('bad field') }), /bad field/)
   await pool.close()

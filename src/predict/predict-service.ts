@@ -10,10 +10,10 @@ import type { Scorer } from '../scoring/scorer.ts'
 import { CtrError } from '../errors.ts'
 import { ITEM_KEYS } from './predict-schema.ts'
 import { fieldMask } from './predictions-json.ts'
-import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
+import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, resolveHits } from './embedding-lookup.ts'
 import { HeadReserve } from './head-reserve.ts'
 import type { DegradeReason, InlineCompute } from './inline-compute.ts'
-import type { MissPolicy, PredictBody, Prediction, Source } from './types.ts'
+import type { MissPolicy, PredictBody, PredictItem, Prediction, Source } from './types.ts'
 
 export type KeyFn = (modality: Modality, input: string) => string
 
@@ -81,13 +81,16 @@ export class PredictService {
    * The whole response as JSON, serialised where it was scored (the /predict route's hot path),
    * trimmed to `options.fields` (predict() always returns every member).
    */
-  async predictJson(body: PredictBody, startedAt: number): Promise<string> {
+  async predictJson(body: PredictBody, startedAt: number): Promise<string | Buffer> {
     const r = await this.run(body, startedAt, async (n, fill, p) => {
       const meta = { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources, fields: fieldMask(body.options?.fields) }
       const s = await this.d.scorer.scoreJson(n, fill, meta)
       return { value: s.json, headMs: s.headMs, statsMs: s.statsMs }
     })
-    return `{"model":${JSON.stringify(r.model)},"predictions":${r.value},"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
+    const head = `{"model":${JSON.stringify(r.model)},"predictions":`
+    const tail = `,"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
+    if (typeof r.value === 'string') return `${head}${r.value}${tail}`
+    return Buffer.concat([Buffer.from(head), r.value, Buffer.from(tail)])
   }
 
   private async run<T>(
@@ -107,22 +110,12 @@ export class PredictService {
     // likely in time, as the reserve is a tail estimate. Nothing left at all cannot be answered in time.
     if (Date.now() >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
 
-    const mods: ModalityInputs[] = (['image', 'text'] as const).map((modality) => {
-      const inputs = items.map((it) => {
-        const v = modality === 'image' ? it.image_url : it.title
-        // Whitespace-only titles tokenize to nothing: absent, like a missing title.
-        return v === undefined || v.trim().length === 0 ? undefined : v
-      })
-      return { modality, inputs, keys: inputs.map((v) => (v === undefined ? undefined : this.d.keyOf(modality, v))) }
-    })
-    const keys = distinctKeys(mods)
-    const found = new Map<string, { vector: Float32Array; tier: 'l1' | 'l2' }>()
+    const { mods, keys, at } = this.keysOf(items)
     // A lookup with no time left is L1 only (the L2 read resolves at its deadline at once).
     if (keys.length > 0 && stagesEnd <= Date.now()) degraded.add('lookup-skipped')
     const hits = keys.length > 0 ? await this.d.store.lookup(keys, stagesEnd) : []
-    hits.forEach((h, i) => { if (h) found.set(keys[i] as string, h) })
     const t1 = performance.now()
-    const resolved = mods.map((m) => resolveFromLookup(m, found))
+    const resolved = at.map((a) => resolveHits(a, hits))
     if (policy === 'budget') for (const r of await this.d.inline.run(mods, resolved, stagesEnd)) degraded.add(r)
     const t2 = performance.now()
     const [image, text] = resolved as [ResolvedModality, ResolvedModality]
@@ -148,6 +141,35 @@ export class PredictService {
       warnings: [...warnings],
       timing_ms: Object.fromEntries(Object.entries(timing).map(([k, v]) => [k, round3(v)])),
     }
+  }
+
+  /**
+   * Cache keys of both modalities in one pass, each distinct key once (one lookup, one Redis round
+   * trip), and for every item the index of its key in `keys` (−1: no input for that modality).
+   */
+  private keysOf(items: readonly PredictItem[]): { mods: ModalityInputs[]; keys: string[]; at: Int32Array[] } {
+    const n = items.length
+    const keys: string[] = []
+    const index = new Map<string, number>()
+    const mods = (['image', 'text'] as const).map((modality) => {
+      const inputs = new Array<string | undefined>(n)
+      const modKeys = new Array<string | undefined>(n)
+      const at = new Int32Array(n)
+      for (let i = 0; i < n; i++) {
+        const it = items[i] as PredictItem
+        const v = modality === 'image' ? it.image_url : it.title
+        // Whitespace-only titles tokenize to nothing: absent, like a missing title.
+        if (v === undefined || v.trim().length === 0) { at[i] = -1; continue }
+        const key = this.d.keyOf(modality, v)
+        let j = index.get(key)
+        if (j === undefined) { j = keys.length; keys.push(key); index.set(key, j) }
+        inputs[i] = v
+        modKeys[i] = key
+        at[i] = j
+      }
+      return { mod: { modality, inputs, keys: modKeys }, at }
+    })
+    return { mods: mods.map((m) => m.mod), keys, at: mods.map((m) => m.at) }
   }
 
   private budgetOf(body: PredictBody): number {

@@ -32,7 +32,7 @@ export interface ScoreRequest {
 
 export type ScoreResponse =
   | { readonly id: number; readonly ok: true; readonly inputs: InputSet; readonly headMs: number; readonly statsMs: number
-      readonly json?: string; readonly rows?: Float64Array; readonly pi?: Float32Array; readonly mu?: Float32Array; readonly sigma?: Float32Array }
+      readonly json?: Uint8Array; readonly rows?: Float64Array; readonly pi?: Float32Array; readonly mu?: Float32Array; readonly sigma?: Float32Array }
   | { readonly id: number; readonly ok: false; readonly inputs: InputSet; readonly error: string }
 
 /** One set of head inputs for up to `capacity` rows, all views of one buffer: one transfer per message. */

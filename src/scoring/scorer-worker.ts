@@ -18,6 +18,7 @@ const stats = mixtureStatsOf(data.manifest)
 const json = new PredictionsJson(stats)
 const di = data.manifest.oov.image.dim
 const dt = data.manifest.oov.text.dim
+const utf8 = new TextEncoder()
 
 function views(req: ScoreRequest): HeadInputs {
   const { n, inputs: s } = req
@@ -39,7 +40,7 @@ async function handle(req: ScoreRequest): Promise<ScoreResponse> {
     image[i] = SOURCE_CODES[codes[i] as number] as Source
     text[i] = SOURCE_CODES[codes[n + i] as number] as Source
   }
-  const body = json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields })
+  const body = utf8.encode(json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields }))
   return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, json: body }
 }
 
@@ -62,6 +63,7 @@ port.on('message', (req: ScoreRequest | CloseMessage) => {
     (res) => {
       const transfer = inputBuffers(res.inputs)
       if (res.ok && res.rows) transfer.push(res.rows.buffer as ArrayBuffer)
+      if (res.ok && res.json) transfer.push(res.json.buffer as ArrayBuffer)
       port.postMessage(res, transfer)
     },
     (err: unknown) => port.postMessage({ id: req.id, ok: false, inputs: req.inputs, error: err instanceof Error ? err.message : String(err) }, inputBuffers(req.inputs)),

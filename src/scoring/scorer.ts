@@ -11,8 +11,11 @@ export interface Scored extends ScoredRows {
 }
 
 export interface ScoredJson {
-  /** The response's `predictions` array as JSON. */
-  readonly json: string
+  /**
+   * The response's `predictions` array as JSON; UTF-8 bytes when written in a scorer thread (they
+   * arrive by transfer: the request thread neither copies a string nor encodes it to send it).
+   */
+  readonly json: string | Uint8Array
   readonly headMs: number
   readonly statsMs: number
 }
