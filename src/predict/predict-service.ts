@@ -206,7 +206,7 @@ export class PredictService {
       x.text.set(tv ?? b.oov.text, i * dt)
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
-      this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
+      this.d.fields.fill(x.fields, i * df, 'item', it, 'body/items', warnings, i)
       for (const k in it) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
   }
