@@ -6,7 +6,8 @@ import type { HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
 import type { MixtureStats } from '../mdn/batch-stats.ts'
 import { distributionAt } from '../mdn/distribution.ts'
-import type { Scorer } from '../scoring/scorer.ts'
+import type { Scorer, ScorerInputs } from '../scoring/scorer.ts'
+import type { VectorSlabs } from '../scoring/vector-slabs.ts'
 import { CtrError } from '../errors.ts'
 import { ITEM_KEYS } from './predict-schema.ts'
 import { fieldMask } from './predictions-json.ts'
@@ -25,6 +26,8 @@ export interface PredictDeps {
   readonly inline: Pick<InlineCompute, 'run'>
   /** Head + statistics (+ JSON): on this thread or in scorer threads (WEB_CONCURRENCY). */
   readonly scorer: Scorer
+  /** Shared memory of cached vectors: those in it are handed to a scorer thread by reference, not copied. */
+  readonly slabs?: Pick<VectorSlabs, 'slabOf'>
   readonly stats: MixtureStats
   readonly fields: FieldFeatures
   readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'lateResponses' | 'degraded'>
@@ -95,7 +98,7 @@ export class PredictService {
 
   private async run<T>(
     body: PredictBody, startedAt: number,
-    finish: (n: number, fill: (x: HeadInputs) => void, p: Prepared) => Promise<Finished<T>>,
+    finish: (n: number, fill: (x: ScorerInputs) => void, p: Prepared) => Promise<Finished<T>>,
   ): Promise<Omit<PredictResult, 'predictions'> & { value: T }> {
     const t0 = performance.now()
     const budget = this.budgetOf(body)
@@ -191,24 +194,33 @@ export class PredictService {
   }
 
   /** Write every element of the head's inputs for this request (x comes from Head.runWith). */
-  private assemble(x: HeadInputs, body: PredictBody, image: ResolvedModality, text: ResolvedModality, warnings: Set<string>): void {
+  private assemble(x: ScorerInputs, body: PredictBody, image: ResolvedModality, text: ResolvedModality, warnings: Set<string>): void {
     const b = this.d.bundle
     const di = b.oov.image.length
     const dt = b.oov.text.length
     const df = b.fieldsDim
+    const n = body.items.length
     const ctxRow = new Float32Array(df)
     this.d.fields.fill(ctxRow, 0, 'context', body.context, 'body/context', warnings)
     body.items.forEach((it, i) => {
       const iv = image.vectors[i]
-      x.image.set(iv ?? b.oov.image, i * di)
+      this.putVector(x.image, i * di, iv ?? b.oov.image, x.refs, 2 * i)
       x.imageOov[i] = iv ? 0 : 1
       const tv = text.vectors[i]
-      x.text.set(tv ?? b.oov.text, i * dt)
+      this.putVector(x.text, i * dt, tv ?? b.oov.text, x.refs, 2 * (n + i))
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
       this.d.fields.fill(x.fields, i * df, 'item', it, 'body/items', warnings, i)
       for (const k in it) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
+  }
+
+  /** A vector in shared memory goes by reference (refs[r], refs[r + 1]); any other is copied into `out`. */
+  private putVector(out: Float32Array, at: number, v: Float32Array, refs: Int32Array | undefined, r: number): void {
+    const slab = refs && this.d.slabs ? this.d.slabs.slabOf(v) : -1
+    if (slab < 0 || !refs) { out.set(v, at); return }
+    refs[r] = slab
+    refs[r + 1] = v.byteOffset / Float32Array.BYTES_PER_ELEMENT
   }
 
   private countSources(sources: readonly Source[], modality: Modality): void {

@@ -2,7 +2,7 @@ import { Worker } from 'node:worker_threads'
 import type { HeadBundle, HeadInputs } from '../fusion/head.ts'
 import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
-import type { Scored, ScoredJson, Scorer } from './scorer.ts'
+import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
 import { WorkerSlots } from '../workers/worker-slots.ts'
 import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
 
@@ -21,8 +21,11 @@ export class ScorerPool implements Scorer {
   private readonly free: InputSet[] = []
   private closed = false
 
-  constructor(private readonly bundle: HeadBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void }) {
-    const data: ScorerWorkerData = { dir: bundle.dir, manifest: bundle.manifest, fieldsDim: bundle.fieldsDim, intraOpThreads }
+  constructor(
+    private readonly bundle: HeadBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
+    slabs: readonly SharedArrayBuffer[] = [],
+  ) {
+    const data: ScorerWorkerData = { dir: bundle.dir, manifest: bundle.manifest, fieldsDim: bundle.fieldsDim, intraOpThreads, slabs }
     this.slots = new WorkerSlots<ScoreRequest, ScoreResponse>({
       name: 'scorer thread', size, ...(log ? { log } : {}),
       create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),
@@ -57,18 +60,21 @@ export class ScorerPool implements Scorer {
     if (this.free.length < 16 * this.slots.size) this.free.push(s)
   }
 
-  private views(s: InputSet, n: number): HeadInputs {
+  private views(s: InputSet, n: number): ScorerInputs {
     const m = this.bundle.manifest
     return {
       n, image: s.image.subarray(0, n * m.oov.image.dim), imageOov: s.imageOov.subarray(0, n),
       text: s.text.subarray(0, n * m.oov.text.dim), textOov: s.textOov.subarray(0, n), fields: s.fields.subarray(0, n * this.bundle.fieldsDim),
+      refs: s.refs.subarray(0, 4 * n),
     }
   }
 
-  private run(n: number, fill: (x: HeadInputs) => void, meta?: RowMeta): Promise<Extract<ScoreResponse, { ok: true }>> {
+  private run(n: number, fill: (x: ScorerInputs) => void, meta?: RowMeta): Promise<Extract<ScoreResponse, { ok: true }>> {
     if (this.closed) return Promise.reject(new Error('scorer thread pool is closed'))
     const inputs = this.acquire(n)
     try {
+      // A reused set holds the refs of an earlier request: nothing is read from a slab unless `fill` says so.
+      inputs.refs.fill(-1, 0, 4 * n)
       fill(this.views(inputs, n))
     } catch (err) {
       this.release(inputs)
@@ -78,13 +84,13 @@ export class ScorerPool implements Scorer {
     return this.slots.call(req, inputBuffers(inputs))
   }
 
-  async score(n: number, fill: (x: HeadInputs) => void): Promise<Scored> {
+  async score(n: number, fill: (x: ScorerInputs) => void): Promise<Scored> {
     const r = await this.run(n, fill)
     if (!r.rows || !r.pi || !r.mu || !r.sigma) throw new Error('scorer answered without rows')
     return { n, rows: r.rows, pi: r.pi, mu: r.mu, sigma: r.sigma, headMs: r.headMs, statsMs: r.statsMs }
   }
 
-  async scoreJson(n: number, fill: (x: HeadInputs) => void, meta: RowMeta): Promise<ScoredJson> {
+  async scoreJson(n: number, fill: (x: ScorerInputs) => void, meta: RowMeta): Promise<ScoredJson> {
     const r = await this.run(n, fill, meta)
     if (r.json === undefined) throw new Error('scorer answered without JSON')
     return { json: r.json, headMs: r.headMs, statsMs: r.statsMs }

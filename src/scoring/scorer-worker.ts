@@ -20,11 +20,28 @@ const di = data.manifest.oov.image.dim
 const dt = data.manifest.oov.text.dim
 const utf8 = new TextEncoder()
 
+const slabs = data.slabs.map((b) => new Float32Array(b))
+
 function views(req: ScoreRequest): HeadInputs {
   const { n, inputs: s } = req
-  return {
+  const x = {
     n, image: s.image.subarray(0, n * di), imageOov: s.imageOov.subarray(0, n),
     text: s.text.subarray(0, n * dt), textOov: s.textOov.subarray(0, n), fields: s.fields.subarray(0, n * data.fieldsDim),
+  }
+  gather(x.image, s.refs, 0, n, di)
+  gather(x.text, s.refs, 2 * n, n, dt)
+  return x
+}
+
+/** Copies the rows the request thread left in shared memory (refs[at + 2i] ≥ 0) into `out`. */
+function gather(out: Float32Array, refs: Int32Array, at: number, n: number, dim: number): void {
+  for (let i = 0; i < n; i++) {
+    const slab = refs[at + 2 * i] as number
+    if (slab < 0) continue
+    const offset = refs[at + 2 * i + 1] as number
+    const src = slabs[slab]
+    if (!src) throw new Error(`scorer: unknown vector slab ${slab}`)
+    out.set(src.subarray(offset, offset + dim), i * dim)
   }
 }
 

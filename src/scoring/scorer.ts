@@ -20,11 +20,21 @@ export interface ScoredJson {
   readonly statsMs: number
 }
 
+/**
+ * The head's inputs as a scorer takes them. With `refs` (scorer threads), a row whose cached vector
+ * is in shared memory (vector-slabs.ts) is not written by the request thread: refs holds [slab,
+ * offset in floats] per row, image rows first then text rows, and the scorer thread copies the
+ * vector in; slab −1 means the row was written in `image` / `text`.
+ */
+export interface ScorerInputs extends HeadInputs {
+  readonly refs?: Int32Array
+}
+
 export interface Scorer {
   /** Head + statistics on n rows written by `fill` (which must write every input element). */
-  score(n: number, fill: (x: HeadInputs) => void): Promise<Scored>
+  score(n: number, fill: (x: ScorerInputs) => void): Promise<Scored>
   /** Same, serialised: the predictions JSON of the rows, with their ids and sources. */
-  scoreJson(n: number, fill: (x: HeadInputs) => void, meta: RowMeta): Promise<ScoredJson>
+  scoreJson(n: number, fill: (x: ScorerInputs) => void, meta: RowMeta): Promise<ScoredJson>
   close(): Promise<void>
 }
 
