@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads'
-import type { HeadBundle, HeadInputs } from '../fusion/head.ts'
+import type { HeadBundle } from '../fusion/head.ts'
 import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
 import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
