@@ -1,12 +1,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { build } from '../support/app.ts'
-import { SAMPLE_DIR } from '../support/bundle.ts'
+import { BUNDLE_DIR, SAMPLE_DIR } from '../support/bundle.ts'
 import { startImageOrigin } from '../support/image-origin.ts'
 import { sampleItems } from '../support/sample.ts'
 import { rng } from '../support/random.ts'
 import type { PredictResult } from '../src/predict/predict-service.ts'
-import type { PredictBody } from '../src/predict/types.ts'
+import type { PredictBody, Source } from '../src/predict/types.ts'
+import { loadBundle } from '../src/bundle/load-bundle.ts'
+import { mixtureStatsOf } from '../src/mdn/batch-stats.ts'
+import { distributionAt } from '../src/mdn/distribution.ts'
+import { PredictionsJson } from '../src/predict/predictions-json.ts'
 
 // The hot path writes the response JSON itself (predictions-json.ts), in scorer threads when
 // WEB_CONCURRENCY > 1. Both must answer what the object form (predict()) says, byte for byte.
@@ -94,4 +98,23 @@ test('options.fields trims each prediction to the members named, on the request 
     assert.equal((await post({ fields: ['mean', 'mean'] })).status, 400, 'a repeated name')
     assert.equal((await post({ fields: 'mean' })).status, 400, 'not an array')
   }
+})
+
+test('the writer gives JSON.stringify of the object form, for any id and for non-finite numbers', async () => {
+  const bundle = await loadBundle(BUNDLE_DIR)
+  const stats = mixtureStatsOf(bundle.manifest)
+  const json = new PredictionsJson(stats)
+  const r = rng(21)
+  const n = 40
+  const k = stats.k
+  const rows = Float64Array.from({ length: n * stats.width }, () => (r() < 0.05 ? [Number.NaN, Infinity, -Infinity][Math.floor(r() * 3)] as number : (r() - 0.3) * 10 ** Math.floor(r() * 12 - 8)))
+  const comps = (): Float32Array => Float32Array.from({ length: n * k }, () => (r() - 0.5) * 20)
+  const s = { n, rows, pi: comps(), mu: comps(), sigma: comps() }
+  const odd = ['é', '"', '\\', '\u2028', '😀', '\u0000', '\n', 'abc', '\ud800']
+  const ids = Array.from({ length: n }, (_, i) => `${odd[i % odd.length]}${i}${odd[(i * 7) % odd.length]}`)
+  const sources = ['l1', 'l2', 'computed', 'oov', 'absent'] as const
+  const image = ids.map((_, i) => sources[i % 5] as Source)
+  const text = ids.map((_, i) => sources[(i + 2) % 5] as Source)
+  const objects = ids.map((id, i) => ({ id, ctr: distributionAt(stats, rows, s.pi, s.mu, s.sigma, i), sources: { image: image[i], text: text[i] } }))
+  assert.equal(json.write(s, { ids, image, text }), JSON.stringify(objects))
 })
