@@ -105,3 +105,24 @@ test('POST /predict keeps being answered, with the same predictions, after the s
   assert.equal(pool.restarts, 1)
   for (let i = 0; i < 3; i++) assert.deepEqual(await ask(), before)
 })
+
+test('a queue behind the scorer thread past the budget is shed with 503 OVERLOADED + Retry-After, not left to wait', async (t) => {
+  const app = await build(t, { WEB_CONCURRENCY: 2 })
+  assert.ok(app.scorer instanceof ScorerPool)
+  const pool = app.scorer
+  assert.equal(pool.backlogMs(), 0, 'nothing queued')
+  const items = Array.from({ length: 200 }, (_, i) => ({ id: `i${i}`, numeric: { age_hours: i } }))
+  // One request first: the pool learns how long a call takes.
+  assert.equal((await app.inject({ method: 'POST', url: '/predict', payload: { items } })).statusCode, 200)
+  // A burst of 100 with the smallest budget: the first few fit in 10 ms, the queue behind them does not.
+  const burst = await Promise.all(Array.from({ length: 100 }, () => app.inject({ method: 'POST', url: '/predict', payload: { items, options: { budget_ms: 10 } } })))
+  const codes = burst.map((r) => r.statusCode)
+  const shed = burst.filter((r) => r.statusCode === 503 && (JSON.parse(r.body) as { code: string }).code === 'CTR_ERR_OVERLOADED')
+  assert.ok(codes.includes(200), 'the head of the burst is answered')
+  assert.ok(shed.length > 0, 'the rest is shed')
+  assert.deepEqual([...new Set(codes)].sort(), [200, 503])
+  for (const r of shed) assert.equal(r.headers['retry-after'], '1')
+  // Once the queue drained, a normal request is answered.
+  await waitFor(async () => (pool.backlogMs() === 0 ? true : undefined), 30_000, 20)
+  assert.equal((await app.inject({ method: 'POST', url: '/predict', payload: { items } })).statusCode, 200)
+})

@@ -111,6 +111,9 @@ export class PredictService {
     // Less than the reserve left still gets an answer (L1 only, no inline work, no enqueue): it is
     // likely in time, as the reserve is a tail estimate. Nothing left at all cannot be answered in time.
     if (Date.now() >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
+    // Scorer threads busier than the request thread: shed before any work rather than queue past
+    // the budget (event-loop delay, which load shedding watches, does not show this queue).
+    if (Date.now() + this.d.scorer.backlogMs() >= deadline) throw new CtrError('OVERLOADED', [])
 
     const { mods, keys, at } = this.keysOf(items)
     // A lookup with no time left is L1 only (the L2 read resolves at its deadline at once).

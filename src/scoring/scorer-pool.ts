@@ -20,6 +20,8 @@ export class ScorerPool implements Scorer {
   private readonly slots: WorkerSlots<ScoreRequest, ScoreResponse>
   private readonly free: InputSet[] = []
   private closed = false
+  /** Moving average of a call's time in a scorer thread (head + statistics + JSON), ms. */
+  private serviceMs = 0
 
   constructor(
     private readonly bundle: HeadBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
@@ -30,7 +32,10 @@ export class ScorerPool implements Scorer {
       name: 'scorer thread', size, ...(log ? { log } : {}),
       create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),
       // Buffers come back with every reply, ok or not.
-      onReply: (m) => this.release(m.inputs),
+      onReply: (m) => {
+        this.release(m.inputs)
+        if (m.ok) this.serviceMs = this.serviceMs === 0 ? m.headMs + m.statsMs : 0.9 * this.serviceMs + 0.1 * (m.headMs + m.statsMs)
+      },
     })
   }
 
@@ -41,6 +46,15 @@ export class ScorerPool implements Scorer {
 
   ready(): Promise<void> {
     return this.slots.ready()
+  }
+
+  /**
+   * What a call made now would wait before its thread starts on it. The request thread outpaces a
+   * busy scorer thread (its share is the smaller), so an overload queues here, where event-loop
+   * delay does not see it: the predict service refuses a request that would wait past its budget.
+   */
+  backlogMs(): number {
+    return this.slots.leastPending() * this.serviceMs
   }
 
   /** The running scorer threads (tests kill one). */

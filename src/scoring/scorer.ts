@@ -35,6 +35,8 @@ export interface Scorer {
   score(n: number, fill: (x: ScorerInputs) => void): Promise<Scored>
   /** Same, serialised: the predictions JSON of the rows, with their ids and sources. */
   scoreJson(n: number, fill: (x: ScorerInputs) => void, meta: RowMeta): Promise<ScoredJson>
+  /** Expected wait, ms, before a call made now would start (requests queued ahead × their recent time). */
+  backlogMs(): number
   close(): Promise<void>
 }
 
@@ -66,6 +68,11 @@ export class InlineScorer implements Scorer {
     const t = performance.now()
     const json = this.json.write(s, meta)
     return { json, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t }
+  }
+
+  /** 0: on the request thread a backlog shows as event-loop delay, which load shedding watches. */
+  backlogMs(): number {
+    return 0
   }
 
   async close(): Promise<void> {}
