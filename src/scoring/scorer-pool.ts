@@ -20,8 +20,10 @@ export class ScorerPool implements Scorer {
   private readonly slots: WorkerSlots<ScoreRequest, ScoreResponse>
   private readonly free: InputSet[] = []
   private closed = false
-  /** Moving average of a call's time in a scorer thread (head + statistics + JSON), ms. */
-  private serviceMs = 0
+  /** Moving average of a row's time in a scorer thread (head + statistics + JSON), ms. */
+  private msPerRow = 0
+  /** Rows of the calls sent and not answered yet, over every thread. */
+  private queuedRows = 0
 
   constructor(
     private readonly bundle: HeadBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
@@ -32,10 +34,7 @@ export class ScorerPool implements Scorer {
       name: 'scorer thread', size, ...(log ? { log } : {}),
       create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),
       // Buffers come back with every reply, ok or not.
-      onReply: (m) => {
-        this.release(m.inputs)
-        if (m.ok) this.serviceMs = this.serviceMs === 0 ? m.headMs + m.statsMs : 0.9 * this.serviceMs + 0.1 * (m.headMs + m.statsMs)
-      },
+      onReply: (m) => this.release(m.inputs),
     })
   }
 
@@ -52,9 +51,10 @@ export class ScorerPool implements Scorer {
    * What a call made now would wait before its thread starts on it. The request thread outpaces a
    * busy scorer thread (its share is the smaller), so an overload queues here, where event-loop
    * delay does not see it: the predict service refuses a request that would wait past its budget.
+   * Counted in rows, so a few 500-item requests weigh what they cost.
    */
   backlogMs(): number {
-    return this.slots.leastPending() * this.serviceMs
+    return (this.queuedRows / this.slots.size) * this.msPerRow
   }
 
   /** The running scorer threads (tests kill one). */
@@ -95,7 +95,16 @@ export class ScorerPool implements Scorer {
       return Promise.reject(err)
     }
     const req = { n, inputs, ...(meta ? { meta: { ids: meta.ids, sources: sourceCodes(meta), fields: meta.fields ?? ALL_FIELDS } } : {}) }
-    return this.slots.call(req, inputBuffers(inputs))
+    this.queuedRows += n
+    return this.slots.call(req, inputBuffers(inputs)).then(
+      (r) => {
+        this.queuedRows -= n
+        const perRow = (r.headMs + r.statsMs) / n
+        this.msPerRow = this.msPerRow === 0 ? perRow : 0.9 * this.msPerRow + 0.1 * perRow
+        return r
+      },
+      (err: unknown) => { this.queuedRows -= n; throw err },
+    )
   }
 
   async score(n: number, fill: (x: ScorerInputs) => void): Promise<Scored> {

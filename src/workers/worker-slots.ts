@@ -76,13 +76,6 @@ export class WorkerSlots<Req extends { readonly id: number }, Rep extends Worker
     return Promise.all(this.slots.map((s) => s.ready)).then(() => undefined)
   }
 
-  /** Calls waiting on the least busy worker: what a new call would queue behind. */
-  leastPending(): number {
-    let least = Number.POSITIVE_INFINITY
-    for (const s of this.slots) least = Math.min(least, s.pending.size)
-    return Number.isFinite(least) ? least : 0
-  }
-
   /** The running workers (tests kill one to see it replaced). */
   workers(): Worker[] {
     return this.slots.flatMap((s) => (s.worker ? [s.worker] : []))
