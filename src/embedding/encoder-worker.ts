@@ -60,21 +60,25 @@ async function runText(titles: readonly string[]): Promise<{ embeddings: Float32
 // replaces both, and the calls they held fail (the queue retries them).
 let active = 0
 let closing = false
-const loader = data.imageLoading ? startLoader(data.imageLoading) : undefined
+const started = data.imageLoading ? startLoader(data.imageLoading) : undefined
+const loader = started?.worker
 const loads = new Map<number, (r: LoaderReply) => void>()
 let nextLoad = 1
 
-function startLoader(loading: ImageLoading): Worker {
+function startLoader(loading: ImageLoading): { worker: Worker; ready: Promise<void> } {
   const entry = new URL('./image-loader-worker.ts', import.meta.url).href
   const w = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: { entry, loading } })
-  w.on('message', (r: LoaderReply) => {
+  let started: () => void = () => undefined
+  const ready = new Promise<void>((resolve) => { started = resolve })
+  w.on('message', (r: LoaderReply | { ready: true }) => {
+    if (!('id' in r)) { started(); return }
     const resolve = loads.get(r.id)
     loads.delete(r.id)
     resolve?.(r)
   })
   w.once('error', (err) => { if (!closing) throw new Error(`image loader thread failed: ${String(err)}`) })
   w.once('exit', (code) => { if (!closing) throw new Error(`image loader thread exited (code ${code})`) })
-  return w
+  return { worker: w, ready }
 }
 
 async function runImageUrls(urls: readonly string[], deadline: number) {
@@ -131,4 +135,6 @@ port.on('message', (req: EncoderRequest | EncoderControl) => {
     (err: unknown) => done({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
   )
 })
+// Ready once the loader is too: a call sent earlier would wait for its start-up (seconds under tsx).
+await started?.ready
 port.postMessage({ ready: true, warning: priorityWarning })

@@ -65,3 +65,4 @@ port.on('message', (req: LoaderRequest | { kind: 'close' }) => {
     port.postMessage(reply, [reply.batch.buffer as ArrayBuffer])
   })
 })
+port.postMessage({ ready: true })

@@ -68,8 +68,9 @@ export interface QueueMetrics {
  * queued: newly accepted; deduplicated: already queued or in flight (its priority was raised);
  * negative: skipped because negatively cached; dropped: refused (queue full or closed, or
  * abandoned at close); unknown: the enqueue's reply never came (it may or may not be queued);
- * expired: waited longer than the queue's maximum age and was dropped unrun;
+ * expired: waited longer than the queue's maximum age and was dropped unrun; evicted: left a full
+ * in-process queue unrun to make room for a job that was asked for more;
  * done / retried / failed: handler results (failed = permanent or out of attempts, then negative).
  */
 export type JobMetricOutcome =
-  | 'queued' | 'deduplicated' | 'negative' | 'dropped' | 'unknown' | 'expired' | 'done' | 'retried' | 'failed'
+  | 'queued' | 'deduplicated' | 'negative' | 'dropped' | 'unknown' | 'expired' | 'evicted' | 'done' | 'retried' | 'failed'
