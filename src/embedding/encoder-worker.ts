@@ -1,31 +1,19 @@
 // Runs one encoder (image CNN or text LSTM) in a worker thread: onnxruntime-node's run() blocks
 // the thread it runs on, so encoders never share the event loop that answers requests.
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
 import { Worker, parentPort, workerData } from 'node:worker_threads'
 import { createSession, float32, int64, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
 import type { EncoderControl, EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer.ts'
 import type { ImageLoading, LoaderReply, LoaderRequest } from './image-loader-protocol.ts'
+import { lowerThisThread } from '../util/thread-priority.ts'
 
 const data = workerData as EncoderWorkerData
 const port = parentPort
 if (!port) throw new Error('encoder-worker must run in a worker thread')
 
-// On a small machine background embedding competes with the request thread for the same cores:
-// lower this thread's priority (Linux: a thread id is a valid target of setpriority) before the
-// session exists, so threads it creates inherit it. The request path then keeps its latency.
-function lowerPriority(nice: number): string | undefined {
-  if (nice <= 0) return undefined
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
-    setPriority(tid, nice)
-    return undefined
-  } catch (err) {
-    return `could not lower encoder thread priority: ${String(err)}`
-  }
-}
-const priorityWarning = lowerPriority(data.nice ?? 0)
+// Lowered before the session exists, so the threads it creates (ORT, the image loader) inherit
+// the priority: the request path keeps the cores it needs.
+const priorityWarning = lowerThisThread(data.nice ?? 0)
 
 const session = await createSession(data.modelPath, { threads: data.intraOpThreads })
 const output = { embeddings: data.outputName }
@@ -67,7 +55,7 @@ let nextLoad = 1
 
 function startLoader(loading: ImageLoading): { worker: Worker; ready: Promise<void> } {
   const entry = new URL('./image-loader-worker.ts', import.meta.url).href
-  const w = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: { entry, loading } })
+  const w = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: { entry, loading, nice: data.nice ?? 0 } })
   let started: () => void = () => undefined
   const ready = new Promise<void>((resolve) => { started = resolve })
   w.on('message', (r: LoaderReply | { ready: true }) => {

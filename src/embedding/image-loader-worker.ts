@@ -8,12 +8,16 @@ import { CtrError } from '../errors.ts'
 import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
 import { HostLimiter } from '../util/host-limiter.ts'
 import { failureReason } from './failure-reason.ts'
+import { lowerThreadpool } from '../util/thread-priority.ts'
 import type { ImageLoading, LoaderReply, LoaderRequest } from './image-loader-protocol.ts'
 
 const port = parentPort
 if (!port) throw new Error('image-loader-worker must run in a worker thread')
-const loading = (workerData as { loading: ImageLoading }).loading
+const { loading, nice } = workerData as { loading: ImageLoading; nice: number }
 configureSharp()
+// sharp decodes on libuv's threadpool, whose threads run at the priority of whoever started the
+// pool: lower them with this thread (bench scenario 4: decoding competed with the request thread).
+await lowerThreadpool(nice)
 const fetcher = createImageFetcher(loading.fetch)
 const hosts = new HostLimiter(loading.hostConcurrency)
 const per = 3 * loading.spec.height * loading.spec.width
