@@ -1,0 +1,64 @@
+// The fleet bench's per-key trace: every instance runs with LOG_LEVEL=debug, so the queue logs
+// each key's enqueue outcome ('queue: enqueue', {key, outcome, why}) and each job done
+// ('queue: job done', {key}). Read from every process's output at the end, it tells what became
+// of each input that has no vector.
+
+export interface KeyTrace {
+  /** Enqueue outcomes in log order over every process: queued, deduplicated, deferred, dropped, … */
+  readonly outcomes: Array<{ outcome: string; why?: string }>
+  /** A consumer settled its job as done (vector confirmed in Redis when it did). */
+  done: boolean
+}
+
+/** Parses pino JSON lines of every process's output (chunks may split lines). */
+export function readTraces(outputs: ReadonlyArray<readonly string[]>): Map<string, KeyTrace> {
+  const traces = new Map<string, KeyTrace>()
+  const of = (key: string): KeyTrace => {
+    let t = traces.get(key)
+    if (!t) traces.set(key, t = { outcomes: [], done: false })
+    return t
+  }
+  for (const output of outputs) {
+    for (const line of output.join('').split('\n')) {
+      if (!line.includes('"queue: ')) continue
+      let o: { msg?: string; key?: string; outcome?: string; why?: string }
+      try {
+        o = JSON.parse(line) as typeof o
+      } catch {
+        continue
+      }
+      if (o.key === undefined) continue
+      if (o.msg === 'queue: enqueue' && o.outcome) of(o.key).outcomes.push({ outcome: o.outcome, ...(o.why ? { why: o.why } : {}) })
+      else if (o.msg === 'queue: job done') of(o.key).done = true
+    }
+  }
+  return traces
+}
+
+/** What became of an input with no vector at the end. The first five are lost (see LOST). */
+export type MissingClass =
+  | 'done, vector missing' | 'acknowledged, then lost' | 'in the outbox when its process ended' | 'given up (dropped)' | 'given up (unknown)'
+  | 'still a job' | 'negatively cached' | 'suppressed by the resend window' | 'never offered'
+
+/**
+ * Lost: the server took the input (its enqueue was acknowledged, or it was offered and not
+ * suppressed) and after the drain it has no vector, no job and no negative marker.
+ */
+export const LOST: ReadonlySet<MissingClass> = new Set<MissingClass>([
+  'done, vector missing', 'acknowledged, then lost', 'in the outbox when its process ended', 'given up (dropped)', 'given up (unknown)',
+])
+
+export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTrace | undefined): MissingClass {
+  if (where === 'queued') return 'still a job'
+  if (where === 'negative') return 'negatively cached'
+  if (!trace || trace.outcomes.length === 0) return trace?.done ? 'done, vector missing' : 'never offered'
+  if (trace.done) return 'done, vector missing'
+  const o = trace.outcomes
+  if (o.some((x) => x.outcome === 'queued' || (x.outcome === 'deduplicated' && x.why === undefined))) return 'acknowledged, then lost'
+  const last = o[o.length - 1]?.outcome
+  if (last === 'dropped') return 'given up (dropped)'
+  if (last === 'unknown') return 'given up (unknown)'
+  if (last === 'negative') return 'negatively cached'
+  if (o.some((x) => x.outcome === 'deferred')) return 'in the outbox when its process ended'
+  return 'suppressed by the resend window'
+}
