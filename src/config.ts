@@ -41,8 +41,7 @@ const schema = {
     QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
     QUEUE_PARTITIONS: { type: 'integer', minimum: 1, maximum: 1024, default: 8 },
     QUEUE_CLAIM_MS: { type: 'integer', minimum: 300, maximum: 3_600_000, default: 30_000 },
-    // No default here: unset means 1 on a Redis Cluster, 0 on one Redis (queueWaitReplicas).
-    QUEUE_WAIT_REPLICAS: { type: 'integer', minimum: 0, maximum: 16 },
+    QUEUE_WAIT_REPLICAS: { type: 'integer', minimum: 0, maximum: 16, default: 1 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
@@ -86,7 +85,7 @@ export interface Config {
   QUEUE_PRIORITY_HALF_LIFE_S: number
   QUEUE_PARTITIONS: number
   QUEUE_CLAIM_MS: number
-  QUEUE_WAIT_REPLICAS?: number
+  QUEUE_WAIT_REPLICAS: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   WEB_CONCURRENCY: number
@@ -137,12 +136,3 @@ export function usesRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODE
   return config.REDIS_URL !== '' || config.REDIS_CLUSTER_NODES !== ''
 }
 
-/**
- * Replicas that must acknowledge a new job (WAIT) before it counts queued. Unset: 1 on a Redis
- * Cluster (replication is asynchronous, so a job acknowledged by a master that dies before
- * replicating it is gone, and a cluster is run with replicas for failover), 0 on one Redis (most
- * run without replicas; WAIT there would only time out).
- */
-export function queueWaitReplicas(config: Pick<Config, 'QUEUE_WAIT_REPLICAS' | 'REDIS_CLUSTER_NODES'>): number {
-  return config.QUEUE_WAIT_REPLICAS ?? (config.REDIS_CLUSTER_NODES ? 1 : 0)
-}

@@ -6,8 +6,6 @@ import type { PipelineCaller, RedisCaller } from './lua-script.ts'
 /** One connection the queue owns (a duplicate of the application's client). */
 export interface QueueConnection extends RedisCaller, PipelineCaller {
   readonly status: string
-  /** A Cluster's slot map (ioredis): per slot, the master then the replicas CLUSTER SLOTS lists. */
-  readonly slots?: ReadonlyArray<readonly string[] | undefined>
   disconnect(): void
   on(event: 'error', listener: (err: Error) => void): unknown
   on(event: 'ready', listener: () => void): unknown

@@ -3,7 +3,6 @@
 // because workers must take the most-requested job first).
 import { hostname } from 'node:os'
 import { randomBytes } from 'node:crypto'
-import { Command } from 'ioredis'
 import type { BackoffOptions } from './backoff.ts'
 import { assertConsumeOptions } from './consume-options.ts'
 import { checkEvictionPolicy } from './eviction-policy.ts'
@@ -54,9 +53,9 @@ export interface RedisQueueOptions {
   /** A key is sent again (raising its demand) at most this often per instance. Default 1 s. */
   readonly resendIntervalMs?: number
   /**
-   * Replicas that must acknowledge a new job before it counts queued (QUEUE_WAIT_REPLICAS): each
-   * ENQUEUE is followed by WAIT on its node; fewer acknowledgements make the job `unknown` and it
-   * is sent again from the outbox. Default 0 (no WAIT).
+   * Replicas that must acknowledge a new job before it counts queued (QUEUE_WAIT_REPLICAS), at
+   * most as many as its master has connected: each ENQUEUE is followed by WAIT on its node; fewer
+   * acknowledgements leave the job deferred and it is sent again from the outbox. Default 0 (no WAIT).
    */
   readonly waitReplicas?: number
   /** Bounds and pace of the retry outbox. Default 10,000 jobs, 60 s, backoff 200 ms → 5 s. */
@@ -93,8 +92,6 @@ export class RedisQueue implements EmbedQueue {
   private readonly trace: boolean
   private readonly consumers: PartitionConsumer[] = []
   private readonly partitionCache = new Map<string, PartitionKeys[]>()
-  /** Cluster slot of each partition (its hash tag), for replicasFor. */
-  private readonly slotOf = new Map<PartitionKeys, number>()
   private depthTimer: NodeJS.Timeout | undefined
   private lastDepth = 0
   private closed = false
@@ -209,7 +206,7 @@ export class RedisQueue implements EmbedQueue {
    * followed by WAIT on its node. One answer per job: the script's code, a failure, or no reply in time.
    */
   private async attempt(jobs: readonly EmbedJob[]): Promise<Answer[]> {
-    const { halfLifeMs = 60_000, capacity = 100_000, partitions = 8 } = this.opts
+    const { halfLifeMs = 60_000, capacity = 100_000, partitions = 8, waitReplicas = 0 } = this.opts
     const timeoutMs = this.opts.enqueueTimeoutMs ?? 250
     const perPartition = Math.ceil(capacity / partitions)
     const answers: Answer[] = jobs.map(() => ({ kind: 'timeout' }))
@@ -226,13 +223,12 @@ export class RedisQueue implements EmbedQueue {
     const all = Promise.all(chunks.map(async ({ p, idx }) => {
       const keys = [...scriptKeys(p), ...idx.map((i) => p.negative((jobs[i] as EmbedJob).key))]
       const args = [halfLifeMs, perPartition, ...idx.flatMap((i) => [(jobs[i] as EmbedJob).key, (jobs[i] as EmbedJob).input])]
-      const replicas = this.replicasFor(p)
       try {
-        const { reply, acked } = replicas > 0
-          ? await ENQUEUE.runAndWait(this.producer, keys, args, replicas, Math.min(WAIT_TIMEOUT_MS, Math.floor(timeoutMs / 2)))
-          : { reply: await ENQUEUE.run(this.producer, keys, args), acked: 0 }
+        const { reply, wanted, acked } = waitReplicas > 0
+          ? await ENQUEUE.runAndWait(this.producer, keys, args, waitReplicas, Math.min(WAIT_TIMEOUT_MS, Math.floor(timeoutMs / 2)))
+          : { reply: await ENQUEUE.run(this.producer, keys, args), wanted: 0, acked: 0 }
         const codes = Array.isArray(reply) ? reply : []
-        idx.forEach((i, j) => { answers[i] = { kind: 'code', code: codes[j], replicated: acked >= replicas } })
+        idx.forEach((i, j) => { answers[i] = { kind: 'code', code: codes[j], replicated: acked >= wanted } })
       } catch {
         errors++
         for (const i of idx) answers[i] = { kind: 'failed' }
@@ -246,22 +242,6 @@ export class RedisQueue implements EmbedQueue {
     }
     if (errors > 0) this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' }, errors)
     return [...answers] // as of now: a chunk answering after the timeout must not change what was decided
-  }
-
-  /**
-   * Replicas an enqueue on `p` waits for: `waitReplicas`, but on a Cluster no more than its slot
-   * map lists for that master. A master left without replicas (its replica promoted after a
-   * failover, the old master not back yet) then acknowledges alone, as Redis itself does, instead
-   * of every enqueue to it blocking its connection for the WAIT timeout and being retried.
-   */
-  private replicasFor(p: PartitionKeys): number {
-    const want = this.opts.waitReplicas ?? 0
-    const slots = this.producer.slots
-    if (want === 0 || !slots) return want
-    let slot = this.slotOf.get(p)
-    if (slot === undefined) this.slotOf.set(p, slot = new Command('get', [p.jobs]).getSlot() as number)
-    const nodes = slots[slot]
-    return nodes ? Math.min(want, nodes.length - 1) : want
   }
 
   /**
