@@ -441,3 +441,19 @@ test('redis queue: a consumer killed mid-batch (kill -9: renewals stop) loses it
   assert.deepEqual(records.map(({ a, c }) => ({ a, c })), [{ a: 0, c: 1 }, { a: 0, c: 1 }], 'one lost lease each, no attempt')
   assert.equal(await jobCount(rescuer.metrics, 'retried'), 0)
 })
+
+test('redis queue: idle consumers sleep; a job this instance queues wakes them at once, one queued by another waits for the poller', async (t) => {
+  const h = harness(t)
+  // A poll interval far beyond the test's waits: only a wake-up can hand the job over in time.
+  const { queue } = await h.queue({ pollMs: 600_000 })
+  const other = await h.queue()
+  const r = recorder()
+  queue.start(r.handler, { concurrency: 3, batchSize: 4, batchWaitMs: 0 })
+  await sleep(500) // every loop has found nothing and gone to sleep (the first round of takes is a few dozen scripts)
+  const remote = h.job('from-another-instance')
+  assert.equal(await other.queue.enqueue([remote]), 1)
+  const local = h.job('from-this-instance', 'text')
+  assert.equal(await queue.enqueue([local]), 1)
+  await until(() => r.seen.includes(local.key))
+  assert.ok(!r.seen.includes(remote.key), 'nobody polls for the other instance\'s job before the poller\'s wait ends')
+})

@@ -36,8 +36,9 @@ import { timeUntil } from '../lib/wait.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from '../chaos/load.ts'
 import { type JobCounts, Fleet, type Instance, emptyCounts } from './fleet.ts'
 import { countForeign, ownerPort, queueAtEnd, whereIs } from './cluster-keys.ts'
-import { classify, LOST, type MissingClass, readTraces } from './trace.ts'
+import { classify, LOST, type MissingClass, pathOf, readTraces } from './trace.ts'
 
+const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0)
 const LOST_DEFINITION = 'lost = the server took the input (its enqueue was acknowledged, or it was offered and not suppressed by the resend window) and after the drain it has no vector, no job and no negative marker'
 
 const args = parseArgs(process.argv.slice(2))
@@ -317,6 +318,14 @@ const missingList = missing.map((m) => {
   return { key: m.key, sentAtS: atS(m.sentAt), phase: m.phase, instance: m.slot, class: cls, lost: LOST.has(cls), trace: traces.get(m.key) ?? null }
 })
 const lostInputs = missingList.filter((m) => m.lost).length
+// Every new input's enqueue history, by the phase that sent it.
+const paths: Record<string, Record<string, number>> = {}
+const firstSend = new Map<string, Fresh>()
+for (const f of fresh) if (!firstSend.has(f.key)) firstSend.set(f.key, f)
+for (const [key, f] of firstSend) {
+  const row = paths[pathOf(traces.get(key))] ??= {}
+  row[f.phase] = (row[f.phase] ?? 0) + 1
+}
 const phaseStarts = Object.fromEntries(results.map((r) => [r.phase, r.startedAtS]))
 admin.disconnect()
 await origin.close()
@@ -331,7 +340,7 @@ const out = {
     formula: 'lost = queued − done − failed − expired − inQueueAtEnd; true lost in [lost, lost + unknown]' },
   groundTruth: {
     freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded, lost: lostInputs,
-    lostDefinition: LOST_DEFINITION, notEmbeddedByClass: byClass, notEmbeddedByClassAndPhase: byClassAndPhase, phaseStartsS: phaseStarts, notEmbedded_: missingList,
+    lostDefinition: LOST_DEFINITION, enqueuePaths: paths, notEmbeddedByClass: byClass, notEmbeddedByClassAndPhase: byClassAndPhase, phaseStartsS: phaseStarts, notEmbedded_: missingList,
   },
   foreignVersionVectors: foreign,
 }
@@ -350,6 +359,9 @@ const md = [
   '| class | lost | inputs | by sending phase |', '|---|---|---:|---|',
   ...Object.entries(byClass).map(([cls, n]) => `| ${cls} | ${LOST.has(cls as MissingClass) ? 'yes' : 'no'} | ${n} | ${JSON.stringify(byClassAndPhase[cls])} |`),
   ...(missingList.length === 0 ? ['| (none) | | 0 | |'] : []), '',
+  'Every new input by its enqueue history in the per-key trace (outcomes in order, repeats collapsed; `deferred → queued`: a try that failed, went unanswered or was not yet on a replica, sent again by the outbox) and the phase that sent it:', '',
+  '| enqueue history | inputs | by sending phase |', '|---|---:|---|',
+  ...Object.entries(paths).sort((a, b) => sum(b[1]) - sum(a[1])).map(([path, byPhase]) => `| ${path} | ${sum(byPhase)} | ${JSON.stringify(byPhase)} |`), '',
   `Phase starts (s after the run start): ${JSON.stringify(phaseStarts)}; each missing input, its send time, instance and trace: \`bench/results/fleet.json\` (groundTruth.notEmbedded_).`, '',
   `Vectors under a foreign encoder version (scan of every master; a bundle-B vector has values near 100): under A's version computed by B ${foreign.aKeysWithB} of ${foreign.aKeys}; under B's version computed by A ${foreign.bKeysWithA} of ${foreign.bKeys}.`, '',
 ]

@@ -62,3 +62,19 @@ export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTra
   if (o.some((x) => x.outcome === 'deferred')) return 'in the outbox when its process ended'
   return 'suppressed by the resend window'
 }
+
+/**
+ * An input's enqueue history in one word chain: its distinct outcomes in order, repeats collapsed
+ * ("deferred → queued": a failed or unanswered try the outbox sent again); "not offered" when the
+ * server logged nothing for it (an L1 or L2 hit, or a request that failed).
+ */
+export function pathOf(trace: KeyTrace | undefined): string {
+  const steps: string[] = []
+  for (const { outcome, why } of trace?.outcomes ?? []) {
+    const step = why === 'resend window' ? 'suppressed' : outcome
+    if (steps[steps.length - 1] !== step) steps.push(step)
+  }
+  if (steps.length === 0) steps.push('not offered')
+  if (trace?.done) steps.push('done')
+  return steps.join(' → ')
+}
