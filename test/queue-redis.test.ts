@@ -457,3 +457,18 @@ test('redis queue: idle consumers sleep; a job this instance queues wakes them a
   await until(() => r.seen.includes(local.key))
   assert.ok(!r.seen.includes(remote.key), 'nobody polls for the other instance\'s job before the poller\'s wait ends')
 })
+
+test('redis queue: a job that vanished from Redis is sent again by the next miss after the resend window', async (t) => {
+  const h = harness(t)
+  const { queue, metrics } = await h.queue({ resendIntervalMs: 200 })
+  const j = h.job('vanishes')
+  assert.equal(await queue.enqueue([j]), 1)
+  const k = h.keysOf(j)
+  // Lost as an unreplicated write is lost in a failover: every trace of the job gone.
+  await h.admin.multi().hdel(k.jobs, j.key).zrem(k.wait, j.key).zrem(k.born, j.key).exec()
+  assert.equal(await queue.enqueue([j]), 0, 'inside the window: no round trip')
+  assert.equal(await jobCount(metrics, 'deduplicated'), 1)
+  await until(async () => (await queue.enqueue([j])) === 1)
+  assert.equal(await h.admin.hexists(k.jobs, j.key), 1)
+  assert.equal(await jobCount(metrics, 'queued'), 2)
+})
