@@ -213,7 +213,9 @@ export class RedisQueue implements EmbedQueue {
     const groups = new Map<PartitionKeys, number[]>()
     jobs.forEach((job, i) => {
       const p = this.partitionOfKey(job.key) as PartitionKeys // offer() checked it
-      groups.set(p, [...groups.get(p) ?? [], i])
+      const group = groups.get(p)
+      if (group) group.push(i)
+      else groups.set(p, [i])
     })
     const chunks: Array<{ p: PartitionKeys; idx: number[] }> = []
     for (const [p, idx] of groups) {
