@@ -90,8 +90,15 @@ let currentPhase = 'warmup'
 const fresh: Fresh[] = []
 let seq = 0
 let target: Instance | undefined
+/** The new inputs each request carried, and the HTTP status each input's request got (none: no answer). */
+const carried = new WeakMap<Body, string[]>()
+const statusOf = new Map<string, number>()
+function answered(r: { status: number; body: Body }): void {
+  for (const key of carried.get(r.body) ?? []) statusOf.set(key, r.status)
+}
 function nextBody(extra: Array<Record<string, unknown>> = []): Body {
   const i = seq++
+  const firstFresh = fresh.length
   target = fleet.pick()
   const v = version[target.bundle]
   const pick = (k: number): Record<string, unknown> => ({ ...items[(i * 7919 + k * 104_729) % HOT] })
@@ -105,7 +112,9 @@ function nextBody(extra: Array<Record<string, unknown>> = []): Body {
     list.push({ id: `fi${i}`, image_url: url })
     fresh.push({ key: embeddingKey(PREFIX, 'image', v, url), sentAt: performance.now(), phase: currentPhase, slot: target.slot })
   }
-  return { context: contexts[i % contexts.length] as object, items: [...list, ...extra] }
+  const body = { context: contexts[i % contexts.length] as object, items: [...list, ...extra] }
+  carried.set(body, fresh.slice(firstFresh).map((f) => f.key))
+  return body
 }
 const url = (): string => (target ?? fleet.pick()).proc.url
 
@@ -164,7 +173,11 @@ async function phase(name: string, fault: string, minSeconds: number, inject: (s
   while (injecting || performance.now() - t0 < minSeconds * 1000) {
     await runLoad(stats, {
       url, rate: RATE, seconds: 5, body: () => body(),
-      ...(onLastSource ? { onResponse: (r: { sources: string[]; body: Body }) => { const s = r.sources[r.sources.length - 1]; if (s) onLastSource(s, r.body) } } : {}),
+      onResponse: (r: { status: number; sources: string[]; body: Body }) => {
+        answered(r)
+        const s = r.sources[r.sources.length - 1]
+        if (s && onLastSource) onLastSource(s, r.body)
+      },
     })
   }
   const notes = await notesP
@@ -198,7 +211,9 @@ function probing(probes: string[], stats: { firstProbeL2Ms?: number; probeOov: n
 
 // ---- warm-up and phases ------------------------------------------------------------------------------
 log(`warm-up at ${RATE} req/s`)
-await runLoad(newStats('warmup', 15), { url, rate: RATE, seconds: 15, body: () => nextBody() })
+const warmup = newStats('warmup', 15)
+await runLoad(warmup, { url, rate: RATE, seconds: 15, body: () => nextBody(), onResponse: answered })
+log(`  warm-up: sent ${warmup.sent}, statuses ${JSON.stringify(warmup.statuses)}, conn errors ${warmup.connectionErrors}`)
 await sleep(3000)
 
 await phase('baseline', 'none', PHASE_S, async () => ({}))
@@ -266,6 +281,7 @@ await phase('rolling-deploy', `each instance in turn: out of rotation, SIGTERM, 
     const res = await fetch(`${inst.proc.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ items: burst.map((image_url, i) => ({ id: `b${i}`, image_url })) }) })
     for (const k of burstKeys) fresh.push({ key: k, sentAt: performance.now(), phase: currentPhase, slot: inst.slot })
+    for (const k of burstKeys) statusOf.set(k, res.status)
     await sleep(1000)
     const killedAt = performance.now()
     const restart = fleet.restart(inst, 'SIGKILL', 'B')
@@ -311,11 +327,11 @@ const traces = readTraces(fleet.outputs())
 const byClass: Record<string, number> = {}
 const byClassAndPhase: Record<string, Record<string, number>> = {}
 const missingList = missing.map((m) => {
-  const cls = classify(m.where, traces.get(m.key))
+  const cls = classify(m.where, traces.get(m.key), statusOf.get(m.key))
   byClass[cls] = (byClass[cls] ?? 0) + 1
   const row = byClassAndPhase[cls] ??= {}
   row[m.phase] = (row[m.phase] ?? 0) + 1
-  return { key: m.key, sentAtS: atS(m.sentAt), phase: m.phase, instance: m.slot, class: cls, lost: LOST.has(cls), trace: traces.get(m.key) ?? null }
+  return { key: m.key, sentAtS: atS(m.sentAt), phase: m.phase, instance: m.slot, httpStatus: statusOf.get(m.key) ?? null, class: cls, lost: LOST.has(cls), trace: traces.get(m.key) ?? null }
 })
 const lostInputs = missingList.filter((m) => m.lost).length
 // Every new input's enqueue history, by the phase that sent it.

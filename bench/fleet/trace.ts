@@ -39,6 +39,7 @@ export function readTraces(outputs: ReadonlyArray<readonly string[]>): Map<strin
 export type MissingClass =
   | 'done, vector missing' | 'acknowledged, then lost' | 'in the outbox when its process ended' | 'given up (dropped)' | 'given up (unknown)'
   | 'still a job' | 'negatively cached' | 'suppressed by the resend window' | 'never offered'
+  | 'request refused (non-200), never offered' | 'request unanswered (connection error or timeout), never offered'
 
 /**
  * Lost: the server took the input (its enqueue was acknowledged, or it was offered and not
@@ -48,10 +49,15 @@ export const LOST: ReadonlySet<MissingClass> = new Set<MissingClass>([
   'done, vector missing', 'acknowledged, then lost', 'in the outbox when its process ended', 'given up (dropped)', 'given up (unknown)',
 ])
 
-export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTrace | undefined): MissingClass {
+/** `httpStatus`: what the request that carried the input got (undefined: no answer). */
+export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTrace | undefined, httpStatus?: number): MissingClass {
   if (where === 'queued') return 'still a job'
   if (where === 'negative') return 'negatively cached'
-  if (!trace || trace.outcomes.length === 0) return trace?.done ? 'done, vector missing' : 'never offered'
+  if (!trace || trace.outcomes.length === 0) {
+    if (trace?.done) return 'done, vector missing'
+    if (httpStatus === undefined) return 'request unanswered (connection error or timeout), never offered'
+    return httpStatus === 200 ? 'never offered' : 'request refused (non-200), never offered'
+  }
   if (trace.done) return 'done, vector missing'
   const o = trace.outcomes
   if (o.some((x) => x.outcome === 'queued' || (x.outcome === 'deduplicated' && x.why === undefined))) return 'acknowledged, then lost'
