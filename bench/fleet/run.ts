@@ -39,7 +39,7 @@ import { countForeign, ownerPort, queueAtEnd, whereIs } from './cluster-keys.ts'
 import { classify, LOST, type MissingClass, pathOf, readTraces } from './trace.ts'
 
 const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0)
-const LOST_DEFINITION = 'lost = the server took the input (its enqueue was acknowledged, or it was offered and not suppressed by the resend window) and after the drain it has no vector, no job and no negative marker'
+const LOST_DEFINITION = 'lost = the server took the input (its enqueue was acknowledged, or it was offered and not suppressed by the resend window or throttled by the per-client admission) and after the drain it has no vector, no job and no negative marker'
 
 const args = parseArgs(process.argv.slice(2))
 const RATE = num(args, 'rate', 20)

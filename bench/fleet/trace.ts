@@ -38,7 +38,7 @@ export function readTraces(outputs: ReadonlyArray<readonly string[]>): Map<strin
 /** What became of an input with no vector at the end. The first five are lost (see LOST). */
 export type MissingClass =
   | 'done, vector missing' | 'acknowledged, then lost' | 'in the outbox when its process ended' | 'given up (dropped)' | 'given up (unknown)'
-  | 'still a job' | 'negatively cached' | 'suppressed by the resend window' | 'never offered'
+  | 'still a job' | 'negatively cached' | 'suppressed by the resend window' | 'throttled by client admission (QUEUE_CLIENT_RATE)' | 'never offered'
   | 'request refused (non-200), never offered' | 'request unanswered (connection error or timeout), never offered'
 
 /**
@@ -65,6 +65,7 @@ export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTra
   if (last === 'dropped') return 'given up (dropped)'
   if (last === 'unknown') return 'given up (unknown)'
   if (last === 'negative') return 'negatively cached'
+  if (last === 'throttled') return 'throttled by client admission (QUEUE_CLIENT_RATE)'
   if (o.some((x) => x.outcome === 'deferred')) return 'in the outbox when its process ended'
   return 'suppressed by the resend window'
 }
@@ -77,7 +78,7 @@ export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTra
 export function pathOf(trace: KeyTrace | undefined): string {
   const steps: string[] = []
   for (const { outcome, why } of trace?.outcomes ?? []) {
-    const step = why === 'resend window' ? 'suppressed' : outcome
+    const step = why === 'resend window' ? 'suppressed' : outcome // 'throttled': client admission
     if (steps[steps.length - 1] !== step) steps.push(step)
   }
   if (steps.length === 0) steps.push('not offered')
