@@ -66,7 +66,8 @@ ensure_python() {
 case "${1:-}" in
   start)
     ensure_npm
-    exec node --import tsx src/server.ts
+    # A 32 MiB young generation: fewer scavenges under load (README "Every core": −7 % CPU per request, +85 MiB RSS).
+    exec node --max-semi-space-size=32 --import tsx src/server.ts
     ;;
   test)
     ensure_npm

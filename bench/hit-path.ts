@@ -1,9 +1,9 @@
-import { copyFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawnChild, stopAll, waitFor } from './lib/children.ts'
 import { type Measurement, measure } from './lib/measure.ts'
 import { num, parseArgs, str } from './lib/args.ts'
-import { memory } from './lib/proc-stats.ts'
+import { memory, threadCpu } from './lib/proc-stats.ts'
 import { type PredictBody, type PredictItem, itemVariant, loadSample } from './lib/sample.ts'
 import { startServer } from './lib/services.ts'
 import { warmUntilL1 } from './lib/warm.ts'
@@ -38,6 +38,24 @@ interface Point {
   readonly driverCores: number
   readonly otherCores: number
   readonly loadAverage: number
+  /** Server threads that used ≥ 0.05 ms per request: "name/tid" → CPU ms per completed request. */
+  readonly threads: Record<string, number>
+}
+
+function threadName(pid: number, tid: number): string {
+  try { return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim() } catch { return '?' }
+}
+
+/** CPU per request of each server thread over one measured step (where the non-request-thread CPU goes). */
+async function withThreads(pid: number, run: () => Promise<Measurement>): Promise<{ m: Measurement; perThread: (done: number) => Record<string, number> }> {
+  const t0 = threadCpu(pid)
+  const m = await run()
+  const t1 = threadCpu(pid)
+  return {
+    m,
+    perThread: (done) => Object.fromEntries([...t1].map(([tid, s]) => [`${threadName(pid, tid)}/${tid}`, Math.round(((s - (t0.get(tid) ?? 0)) * 1e6) / Math.max(1, done)) / 1000] as const)
+      .filter(([, ms]) => ms >= 0.05).sort((a, b) => b[1] - a[1])),
+  }
 }
 
 function items(originBase: string): PredictItem[] {
@@ -59,7 +77,12 @@ function workload(file: string, pool: readonly PredictItem[], perRequest: number
   writeBodies(file, bodies)
 }
 
-function point(rate: number, itemsPerRequest: number, m: Measurement): Point {
+async function step(pid: number, rate: number, itemsPerRequest: number, run: () => Promise<Measurement>): Promise<Point> {
+  const { m, perThread } = await withThreads(pid, run)
+  return { ...point(rate, itemsPerRequest, m), threads: perThread(m.driver.throughput * m.load.durationS) }
+}
+
+function point(rate: number, itemsPerRequest: number, m: Measurement): Omit<Point, 'threads'> {
   const d = m.driver
   const per = (cores: number | undefined): number => Math.round(((cores ?? Number.NaN) * 1000 / Math.max(1, d.throughput)) * 1000) / 1000
   return {
@@ -77,6 +100,11 @@ async function main(): Promise<void> {
   const env: Record<string, string> = { IMAGE_ALLOWED_HOSTS: '127.0.0.1', L1_SNAPSHOT_INTERVAL_S: '0' }
   const concurrency = args.get('concurrency')
   if (concurrency) env.WEB_CONCURRENCY = concurrency
+  // Extra server environment for A/B runs, e.g. --env NODE_OPTIONS=--max-semi-space-size=64
+  for (const kv of str(args, 'env', '').split(';').filter(Boolean)) {
+    const at = kv.indexOf('=')
+    env[kv.slice(0, at)] = kv.slice(at + 1)
+  }
   mkdirSync(SCRATCH, { recursive: true })
   const port = num(args, 'origin-port', ORIGIN_PORT)
   const originChild = spawnChild('origin', process.execPath, ['--import', 'tsx', 'bench/image-origin.ts', '--profile', 'fast', '--port', String(port), '--max-seconds', '3600'])
@@ -107,13 +135,13 @@ async function main(): Promise<void> {
     // Warm-up pass (JIT, buffers), not recorded.
     await measure(target, `${s.base}/predict`, w100, load(100, 3), [])
     for (const rate of rates) {
-      const p = point(rate, 100, await measure(target, `${s.base}/predict`, w100, load(rate, stepS), []))
+      const p = await step(s.child.pid, rate, 100, () => measure(target, `${s.base}/predict`, w100, load(rate, stepS), []))
       results.points.push(p)
       process.stdout.write(`${JSON.stringify(p)}\n`)
       // Past saturation every further step only measures timeouts.
       if (p.errors > 0.01 * rate * stepS) break
     }
-    const p500 = point(50, 500, await measure(target, `${s.base}/predict`, w500, load(50, stepS), []))
+    const p500 = await step(s.child.pid, 50, 500, () => measure(target, `${s.base}/predict`, w500, load(50, stepS), []))
     results.points.push(p500)
     process.stdout.write(`${JSON.stringify(p500)}\n`)
     results.rssMiB = memory(s.child.pid)?.rssMiB

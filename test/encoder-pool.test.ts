@@ -12,7 +12,7 @@ import { waitFor } from '../support/app.ts'
 import { BUNDLE_DIR } from '../support/bundle.ts'
 
 function workersOf(pool: EncoderPool): Worker[] {
-  return (pool as unknown as { slots: Array<{ worker: Worker | undefined }> }).slots.flatMap((s) => (s.worker ? [s.worker] : []))
+  return pool.workers()
 }
 
 test('respawn delays double from 100 ms up to 30 s; a worker that had started is replaced at once', () => {
@@ -56,6 +56,6 @@ test('a worker that cannot start is restarted with growing delays and stops when
   assert.deepEqual(delays.slice(0, 4), [100, 200, 400, 800])
   // The replacement waiting for its delay does not start once the pool is closed.
   const after = pool.restarts
-  await assert.rejects(pool.ready(), /encoder pool is closed|exited at start/)
+  await assert.rejects(pool.ready(), /pool is closed|exited at start/)
   assert.equal(pool.restarts, after, 'no restart after close')
 })

@@ -18,7 +18,7 @@ const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
   'embedding/encoder-worker.ts': 3, // loaded outside a worker thread, or without the options its kind needs
   'cli/score.ts': 1, // a `score` worker process died (its own stderr says why)
   'scoring/scorer-pool.ts': 2, // a scorer thread answered outside the protocol: a bug
-  'scoring/scorer-worker.ts': 1, // loaded outside a worker thread
+  'scoring/scorer-worker.ts': 2, // loaded outside a worker thread; a vector slab it was not given (a bug)
   'cache/cluster-seeds.ts': 1, // a parse detail: config.ts reports it as CTR_ERR_BAD_CONFIG naming REDIS_CLUSTER_NODES
 }
 

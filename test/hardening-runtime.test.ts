@@ -17,7 +17,7 @@ import { sampleItems } from '../support/sample.ts'
 
 /** The pool's worker threads (private: the test reaches in rather than widening the pool's API). */
 function workersOf(pool: EncoderPool): Worker[] {
-  return (pool as unknown as { slots: Array<{ worker: Worker }> }).slots.map((s) => s.worker)
+  return pool.workers()
 }
 
 function metric(text: string, name: string, labels: string): number {

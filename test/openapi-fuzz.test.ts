@@ -8,6 +8,10 @@
 // pollution"), while the document lets unknown item keys hold any JSON value, so Schemathesis
 // reports such a body as a schema-valid request rejected (ST202). JSON Schema cannot say "no
 // `__proto__` key at any depth" in a way the generator honours (it ignores propertyNames).
+// A second, of the tool: Schemathesis sometimes sends a run of well-known "naughty strings"
+// (92 code points) as a field name although the field-name pattern allows at most 64, then reports
+// our 400 naming the field and "longer than 64 characters" as a schema-valid request rejected
+// (seed 1 draws one since `options.fields` joined the document).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
@@ -37,6 +41,11 @@ function isAcceptedProtoRefusal(text: string): boolean {
     && (text.match(/- ST\d+/g) ?? []).length === 1
 }
 
+function isGeneratorLongName(text: string): boolean {
+  return text.includes('ST202') && text.includes('CTR_ERR_BAD_BODY') && text.includes('is longer than 64 characters')
+    && (text.match(/- ST\d+/g) ?? []).length === 1
+}
+
 test('schemathesis with every check finds no failure in the OpenAPI contract', async (t) => {
   // Image URLs the fuzzer invents are fetched in the background only if they resolve to public
   // addresses; nothing here is on the request path.
@@ -47,7 +56,7 @@ test('schemathesis with every check finds no failure in the OpenAPI contract', a
     '--workers', '1', '--seed', SEED, '--generation-database', 'none',
   ])
   const cases = failureCases(out)
-  const unexpected = cases.filter((c) => !isAcceptedProtoRefusal(c))
+  const unexpected = cases.filter((c) => !isAcceptedProtoRefusal(c) && !isGeneratorLongName(c))
   assert.deepEqual(unexpected.map((c) => c.slice(0, 3000)), [], 'failures other than the accepted exception')
   assert.ok(status === 0 || (status === 1 && cases.length > 0), out.slice(-3000))
   const operations = /Tested: (\d+)/.exec(out)

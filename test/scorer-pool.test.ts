@@ -6,11 +6,13 @@ import { mixtureStatsOf } from '../src/mdn/batch-stats.ts'
 import { PredictionsJson } from '../src/predict/predictions-json.ts'
 import { InlineScorer } from '../src/scoring/scorer.ts'
 import { ScorerPool } from '../src/scoring/scorer-pool.ts'
+import { build, waitFor } from '../support/app.ts'
 import { BUNDLE_DIR } from '../support/bundle.ts'
 import { rng } from '../support/random.ts'
 
 // Scorer threads (WEB_CONCURRENCY > 1) must give the request thread's numbers exactly, for any batch
-// size (input sets are reused across sizes), and refuse work once closed.
+// size (input sets are reused across sizes), and refuse work once closed. A dead thread is replaced
+// (at once), one that cannot start is retried with a growing back-off (src/workers/worker-slots.ts).
 
 function filler(seed: number): (x: HeadInputs) => void {
   return (x) => {
@@ -37,12 +39,90 @@ test('scorer threads and the request thread give identical statistics, head outp
     assert.deepEqual(Array.from(g.rows), Array.from(want.rows), `rows of batch ${s} (${n} items)`)
     assert.deepEqual(Array.from(g.pi), Array.from(want.pi))
     assert.deepEqual(Array.from(g.sigma), Array.from(want.sigma))
-    const meta = { ids: Array.from({ length: n }, (_, i) => `id-${i}`), image: Array(n).fill('l1'), text: Array(n).fill('oov') }
+    const meta = { ids: Array.from({ length: n }, (_, i) => `id-${i}é\u2028`), image: Array(n).fill('l1'), text: Array(n).fill('oov') }
     const [a, b] = await Promise.all([pool.scoreJson(n, filler(s), meta), inline.scoreJson(n, filler(s), meta)])
-    assert.equal(a.json, b.json)
-    assert.equal((JSON.parse(a.json) as unknown[]).length, n)
+    assert.ok(a.json instanceof Uint8Array, 'a scorer thread sends UTF-8 bytes')
+    const text = new TextDecoder().decode(a.json)
+    assert.equal(text, b.json)
+    assert.equal((JSON.parse(text) as unknown[]).length, n)
   }
   await assert.rejects(pool.score(2, () => { throw new Error('bad field') }), /bad field/)
   await pool.close()
   await assert.rejects(pool.score(1, filler(0)), /closed/)
+})
+
+test('a killed scorer thread fails the calls it held and is replaced at once; answers stay exact', async (t) => {
+  const bundle = await loadBundle(BUNDLE_DIR)
+  const head = await Head.load(bundle, 1)
+  const stats = mixtureStatsOf(bundle.manifest)
+  const inline = new InlineScorer(head, stats, new PredictionsJson(stats))
+  const warnings: Array<{ delayMs?: number; started?: boolean }> = []
+  const pool = new ScorerPool(bundle, 1, 1, { warn: (o) => warnings.push(o) })
+  t.after(async () => { await pool.close(); await head.close() })
+  await pool.ready()
+  const [victim] = pool.workers()
+  const inFlight = pool.score(64, filler(1))
+  await victim?.terminate()
+  await assert.rejects(inFlight, /scorer thread died/)
+  await pool.ready()
+  assert.equal(pool.restarts, 1)
+  assert.deepEqual(warnings.map((w) => [w.started, w.delayMs]), [[true, 0]], 'a thread that had started is replaced without delay')
+  assert.notEqual(pool.workers()[0], victim)
+  for (const n of [1, 100, 300]) {
+    const [got, want] = await Promise.all([pool.score(n, filler(n)), inline.score(n, filler(n))])
+    assert.deepEqual(Array.from(got.rows), Array.from(want.rows), `rows of ${n} items after the replacement`)
+  }
+})
+
+test('a scorer thread that cannot start is restarted after 100, 200, 400, 800 ms, not in a loop, and not after close', async () => {
+  const bundle = await loadBundle(BUNDLE_DIR)
+  const delays: number[] = []
+  const pool = new ScorerPool({ ...bundle, dir: '/nonexistent-bundle' }, 1, 1, { warn: (o) => { delays.push((o as { delayMs: number }).delayMs) } })
+  await assert.rejects(pool.ready(), /exited at start|ENOENT|no such file|cannot load/i)
+  await assert.rejects(pool.score(1, filler(0)), /exited at start|ENOENT|no such file|cannot load/i)
+  await waitFor(async () => (delays.length >= 4 ? true : undefined), 60_000, 20)
+  await pool.close()
+  assert.deepEqual(delays.slice(0, 4), [100, 200, 400, 800])
+  const after = pool.restarts
+  await assert.rejects(pool.score(1, filler(0)), /closed/)
+  assert.equal(pool.restarts, after, 'no restart after close')
+})
+
+test('POST /predict keeps being answered, with the same predictions, after the scorer thread is killed', async (t) => {
+  const app = await build(t, { WEB_CONCURRENCY: 2 })
+  assert.ok(app.scorer instanceof ScorerPool)
+  const pool = app.scorer
+  // No URLs or titles: every source is `absent`, so the answers cannot move with background embedding.
+  const body = { context: { categorical: { device: 'mobile' } }, items: Array.from({ length: 30 }, (_, i) => ({ id: `i${i}`, numeric: { age_hours: i } })) }
+  const ask = async (): Promise<{ status: number; predictions: unknown }> => {
+    const r = await app.inject({ method: 'POST', url: '/predict', payload: body })
+    return { status: r.statusCode, predictions: (JSON.parse(r.body) as { predictions?: unknown }).predictions }
+  }
+  const before = await ask()
+  assert.equal(before.status, 200)
+  await pool.workers()[0]?.terminate()
+  await pool.ready()
+  assert.equal(pool.restarts, 1)
+  for (let i = 0; i < 3; i++) assert.deepEqual(await ask(), before)
+})
+
+test('a queue behind the scorer thread past the budget is shed with 503 OVERLOADED + Retry-After, not left to wait', async (t) => {
+  const app = await build(t, { WEB_CONCURRENCY: 2 })
+  assert.ok(app.scorer instanceof ScorerPool)
+  const pool = app.scorer
+  assert.equal(pool.backlogMs(), 0, 'nothing queued')
+  const items = Array.from({ length: 50 }, (_, i) => ({ id: `i${i}`, numeric: { age_hours: i } }))
+  // One request first: the pool learns how long a call takes.
+  assert.equal((await app.inject({ method: 'POST', url: '/predict', payload: { items } })).statusCode, 200)
+  // 20 000 rows queued on the one scorer thread: far more than 10 ms of work ahead of any new request.
+  const queued = Array.from({ length: 20 }, (_, s) => pool.score(1000, filler(s)))
+  assert.ok(pool.backlogMs() > 10, `backlog ${pool.backlogMs()} ms`)
+  const shed = await app.inject({ method: 'POST', url: '/predict', payload: { items, options: { budget_ms: 10 } } })
+  assert.equal(shed.statusCode, 503)
+  assert.equal((JSON.parse(shed.body) as { code: string }).code, 'CTR_ERR_OVERLOADED')
+  assert.equal(shed.headers['retry-after'], '1')
+  // Once the queue drained, the same request is answered.
+  await Promise.all(queued)
+  assert.equal(pool.backlogMs(), 0)
+  assert.equal((await app.inject({ method: 'POST', url: '/predict', payload: { items, options: { budget_ms: 1000 } } })).statusCode, 200)
 })

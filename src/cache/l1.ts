@@ -16,6 +16,14 @@ export const ENTRY_OVERHEAD_BYTES = 256
 export interface L1Options {
   /** Byte budget of the cache (vectors plus ENTRY_OVERHEAD_BYTES and key length per entry). */
   readonly maxBytes: number
+  /** Where stored vectors live (shared memory scorer threads read: src/scoring/vector-slabs.ts). */
+  readonly home?: VectorHome
+}
+
+/** Takes a vector into its own storage (returning the copy kept) and gets the slot back when the entry goes. */
+export interface VectorHome {
+  adopt(v: Float32Array): Float32Array
+  release(v: Float32Array): void
 }
 
 export type SnapshotLoad =
@@ -25,15 +33,19 @@ export type SnapshotLoad =
 export class L1Cache {
   readonly maxBytes: number
   readonly #lru: LRUCache<string, Float32Array>
+  readonly #home: VectorHome | undefined
 
   constructor(opts: L1Options) {
     if (!Number.isSafeInteger(opts.maxBytes) || opts.maxBytes <= 0) {
       throw new RangeError(`L1 byte budget must be a positive integer (got ${opts.maxBytes})`)
     }
     this.maxBytes = opts.maxBytes
+    const home = opts.home
+    this.#home = home
     this.#lru = new LRUCache<string, Float32Array>({
       maxSize: opts.maxBytes,
       sizeCalculation: (vector, key) => vector.byteLength + key.length + ENTRY_OVERHEAD_BYTES,
+      ...(home ? { dispose: (vector: Float32Array) => home.release(vector) } : {}),
     })
   }
 
@@ -49,7 +61,8 @@ export class L1Cache {
    */
   set(key: string, vector: Float32Array): void {
     if (vector.length === 0) return
-    this.#lru.set(key, vector.byteLength === vector.buffer.byteLength ? vector : vector.slice())
+    if (this.#home) this.#lru.set(key, this.#home.adopt(vector))
+    else this.#lru.set(key, vector.byteLength === vector.buffer.byteLength ? vector : vector.slice())
   }
 
   /** Presence without touching recency. */
@@ -93,7 +106,7 @@ export class L1Cache {
   async loadSnapshot(path: string, opts: { versions: EncoderVersions }): Promise<SnapshotLoad> {
     const read = await readSnapshot(path, opts.versions)
     if (!read.ok) return { loaded: false, rejection: read.rejection, reason: read.reason }
-    for (const [key, vector] of read.entries) this.#lru.set(key, vector)
+    for (const [key, vector] of read.entries) this.#lru.set(key, this.#home ? this.#home.adopt(vector) : vector)
     // A job whose vector made it into the snapshot finished after all.
     const jobs = read.jobs.filter((j) => !this.#lru.has(j.key))
     return { loaded: true, entries: read.entries.length, jobs }

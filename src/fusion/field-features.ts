@@ -28,26 +28,26 @@ export class FieldFeatures {
    * type. The JSON path is built only then (`path` + field), and single values are copied without
    * allocating: this runs once per field per item (issue 11: field assembly was 7 % of the request thread).
    */
-  private put(out: Float32Array, base: number, f: LoadedField, value: unknown, path: string): void {
+  private put(out: Float32Array, base: number, f: LoadedField, value: unknown, path: string, index?: number): void {
     if (value === undefined || value === null) { this.copyRow(out, base, f, 0); return }
     const spec = f.spec
     if (spec.type === 'numeric') {
-      if (typeof value !== 'number' || !Number.isFinite(value)) throw badField(path, f, '', 'must be a finite number')
+      if (typeof value !== 'number' || !Number.isFinite(value)) throw badField(pathAt(path, index), f, '', 'must be a finite number')
       this.copyRow(out, base, f, numericRow(spec, value))
       return
     }
     if (typeof value === 'string') { this.copyRow(out, base, f, this.hashRow(spec, value)); return }
     if (Array.isArray(value)) {
-      if (!spec.multi) throw badField(path, f, '', 'takes one string, not an array')
+      if (!spec.multi) throw badField(pathAt(path, index), f, '', 'takes one string, not an array')
       if (value.length === 0) { this.copyRow(out, base, f, 0); return }
       const rows = value.map((v: unknown, i) => {
-        if (typeof v !== 'string') throw badField(path, f, `/${i}`, 'must be a string')
+        if (typeof v !== 'string') throw badField(pathAt(path, index), f, `/${i}`, 'must be a string')
         return this.hashRow(spec, v)
       })
       this.meanRows(out, base, f, rows)
       return
     }
-    throw badField(path, f, '', spec.multi ? 'must be a string or an array of strings' : 'must be a string')
+    throw badField(pathAt(path, index), f, '', spec.multi ? 'must be a string or an array of strings' : 'must be a string')
   }
 
   private copyRow(out: Float32Array, base: number, f: LoadedField, row: number): void {
@@ -71,26 +71,36 @@ export class FieldFeatures {
     }
   }
 
-  /** Fill the given scope's fields of one fields_emb row at `base`; unknown names go to `unknown`. */
-  fill(out: Float32Array, base: number, scope: 'context' | 'item', values: FieldValues | undefined, path: string, unknown: Set<string>): void {
+  /**
+   * Fill the given scope's fields of one fields_emb row at `base`; unknown names go to `unknown`.
+   * `path` names the values in errors; with `index` it is `${path}/${index}` (the string is then
+   * built only for an error, not once per item).
+   */
+  fill(out: Float32Array, base: number, scope: 'context' | 'item', values: FieldValues | undefined, path: string, unknown: Set<string>, index?: number): void {
     const fields = this.bundle.fieldsByScope[scope]
     const cat: Record<string, unknown> = values?.categorical ?? NONE
     const num: Record<string, unknown> = values?.numeric ?? NONE
     for (const f of this.inScope[scope]) {
       const group = f.spec.type === 'numeric' ? num : cat
-      this.put(out, base, f, Object.hasOwn(group, f.spec.name) ? group[f.spec.name] : undefined, path)
+      this.put(out, base, f, Object.hasOwn(group, f.spec.name) ? group[f.spec.name] : undefined, path, index)
     }
-    for (const name in cat) this.checkKnown(fields, 'categorical', name, path, unknown)
-    for (const name in num) this.checkKnown(fields, 'numeric', name, path, unknown)
+    for (const name in cat) this.checkKnown(fields, 'categorical', name, path, unknown, index)
+    for (const name in num) this.checkKnown(fields, 'numeric', name, path, unknown, index)
   }
 
-  private checkKnown(fields: ReadonlyMap<string, LoadedField>, kind: 'categorical' | 'numeric', name: string, path: string, unknown: Set<string>): void {
+  private checkKnown(fields: ReadonlyMap<string, LoadedField>, kind: 'categorical' | 'numeric', name: string, path: string, unknown: Set<string>, index?: number): void {
     const f = fields.get(name)
-    if (!f || f.spec.type !== kind) unknown.add(`${path.replace(/\/\d+$/, '/*')}/${kind}/${name}: not a field of this model, ignored`)
+    if (f && f.spec.type === kind) return
+    const where = index === undefined ? path.replace(/\/\d+$/, '/*') : `${path}/*`
+    unknown.add(`${where}/${kind}/${name}: not a field of this model, ignored`)
   }
 }
 
 const NONE: Record<string, unknown> = Object.freeze({})
+
+function pathAt(path: string, index: number | undefined): string {
+  return index === undefined ? path : `${path}/${index}`
+}
 
 function badField(path: string, f: LoadedField, suffix: string, reason: string): CtrError {
   return new CtrError('BAD_FIELD', [`${path}/${f.spec.type}/${f.spec.name}${suffix}`, reason])

@@ -5,6 +5,7 @@ import { L2Cache } from '../cache/l2.ts'
 import { TieredStore } from '../cache/tiered-store.ts'
 import type { SavedJob } from '../cache/l1-snapshot.ts'
 import type { KeyFn } from '../predict/predict-service.ts'
+import { VectorSlabs } from '../scoring/vector-slabs.ts'
 
 /** The L1 snapshot file (L1_SNAPSHOT_PATH) and the background jobs that travel with it. */
 export interface L1Snapshots {
@@ -23,6 +24,8 @@ declare module 'fastify' {
     store: TieredStore
     /** The cache key of an input under this bundle's encoder versions. */
     keyOf: KeyFn
+    /** Shared memory the L1's vectors live in when scorer threads read them (WEB_CONCURRENCY > 1). */
+    vectorSlabs: VectorSlabs | undefined
   }
 }
 
@@ -31,7 +34,9 @@ export default fp(async (app) => {
   const { config, bundle, metrics, redis, log } = app
   const m = bundle.manifest
   const versions = { image: m.encoders.image.version, text: m.encoders.text.version }
-  const l1 = new L1Cache({ maxBytes: config.L1_MAX_BYTES })
+  const slabs = config.WEB_CONCURRENCY > 1 ? new VectorSlabs(config.L1_MAX_BYTES) : undefined
+  app.decorate('vectorSlabs', slabs)
+  const l1 = new L1Cache({ maxBytes: config.L1_MAX_BYTES, ...(slabs ? { home: slabs } : {}) })
   const path = config.L1_SNAPSHOT_PATH
   let savedJobs: readonly SavedJob[] = []
   if (path) {

@@ -27,13 +27,13 @@ export interface PredictPluginOptions {
 const dropMisses = { enqueue: async (): Promise<number> => 0 }
 
 export default fp<PredictPluginOptions>(async (app, opts) => {
-  const { config, bundle, store, embedder, scorer, metrics, keyOf, log } = app
+  const { config, bundle, store, embedder, scorer, metrics, keyOf, log, vectorSlabs } = app
   const misses = opts.misses ?? 'queue'
   if (misses === 'queue' && !app.hasDecorator('queue')) {
     throw new CtrError('INTERNAL', ["the predict plugin sends misses to the queue: register the queue plugin first, or pass { misses: 'nowhere' }"])
   }
   app.decorate('predict', new PredictService({
-    bundle, store, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log,
+    bundle, store, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log, ...(vectorSlabs ? { slabs: vectorSlabs } : {}),
     queue: misses === 'queue'
       ? withClientAdmission(app.queue, {
         ratePerS: config.QUEUE_CLIENT_RATE, burst: config.QUEUE_CLIENT_BURST, maxClients: 10_000, metrics,

@@ -10,8 +10,10 @@ declare module 'fastify' {
 }
 
 export default fp(async (app) => {
-  const { config, bundle, fusionHead } = app
-  const scorer = await createScorer(bundle, fusionHead, { concurrency: config.WEB_CONCURRENCY, intraOpThreads: config.HEAD_INTRA_OP_THREADS }, app.log)
+  const { config, bundle, fusionHead, vectorSlabs } = app
+  const scorer = await createScorer(bundle, fusionHead, {
+    concurrency: config.WEB_CONCURRENCY, intraOpThreads: config.HEAD_INTRA_OP_THREADS, slabs: vectorSlabs?.buffers ?? [],
+  }, app.log)
   app.decorate('scorer', scorer)
   app.addHook('onClose', async () => { await scorer.close() })
-}, { name: 'scorer', dependencies: ['config', 'bundle', 'head'] })
+}, { name: 'scorer', dependencies: ['config', 'bundle', 'head', 'cache-store'] })

@@ -18,24 +18,15 @@ export interface ResolvedModality {
   readonly sources: Source[]
 }
 
-/** Distinct keys of both modalities, so one lookup (one Redis round trip) serves the request. */
-export function distinctKeys(mods: readonly ModalityInputs[]): string[] {
-  const seen = new Set<string>()
-  for (const m of mods) for (const k of m.keys) if (k !== undefined) seen.add(k)
-  return [...seen]
-}
-
-export function resolveFromLookup(
-  m: ModalityInputs,
-  found: ReadonlyMap<string, { vector: Float32Array; tier: 'l1' | 'l2' }>,
-): ResolvedModality {
+/** Vectors and sources of one modality from a lookup of distinct keys; `at[i]` is item i's key index (−1: absent). */
+export function resolveHits(at: Int32Array, hits: ReadonlyArray<{ vector: Float32Array; tier: 'l1' | 'l2' } | undefined>): ResolvedModality {
   const vectors: Array<Float32Array | undefined> = []
   const sources: Source[] = []
-  for (const k of m.keys) {
-    if (k === undefined) { vectors.push(undefined); sources.push('absent'); continue }
-    const hit = found.get(k)
+  for (let i = 0; i < at.length; i++) {
+    const j = at[i] as number
+    const hit = j < 0 ? undefined : hits[j]
     vectors.push(hit?.vector)
-    sources.push(hit ? hit.tier : 'oov')
+    sources.push(j < 0 ? 'absent' : hit ? hit.tier : 'oov')
   }
   return { vectors, sources }
 }

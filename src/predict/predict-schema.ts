@@ -51,6 +51,13 @@ const itemProperties = (fields: readonly FieldSpec[]) => ({
   ...fieldValues(fields, 'item'),
 })
 
+/** Members of a prediction's `ctr`, in the order they are written. */
+export const CTR_FIELDS = ['mean', 'raw_mean', 'std', 'quantiles', 'components'] as const
+
+/** What `options.fields` may name (`id` is always sent): the members of `ctr`, and `sources`. */
+export const RESPONSE_FIELDS = [...CTR_FIELDS, 'sources'] as const
+export type ResponseField = (typeof RESPONSE_FIELDS)[number]
+
 /** Keys an item may carry; any other key is ignored and reported in `warnings`. */
 export const ITEM_KEYS: ReadonlySet<string> = new Set(Object.keys(itemProperties([])))
 
@@ -73,6 +80,8 @@ export function predictBodySchema(limits: SchemaLimits, manifest: Pick<Manifest,
         properties: {
           budget_ms: { type: 'number', minimum: 10, maximum: limits.maxBudgetMs ?? 60_000 },
           miss_policy: { type: 'string', enum: ['oov', 'budget'] },
+          // Response trimming: only these members of each prediction (default: all of them).
+          fields: { type: 'array', uniqueItems: true, maxItems: RESPONSE_FIELDS.length, items: { type: 'string', enum: RESPONSE_FIELDS } },
         },
       },
     },
@@ -83,6 +92,14 @@ const source = { type: 'string', enum: ['l1', 'l2', 'computed', 'oov', 'absent']
 
 export function predictResponseSchema(manifest: Manifest): object {
   const quantiles = Object.fromEntries(Object.keys(manifest.mdn.quantiles).map((q) => [q, { type: 'number' }]))
+  const ctr: Record<(typeof CTR_FIELDS)[number], object> = {
+    mean: { type: 'number' }, raw_mean: { type: 'number' }, std: { type: 'number' },
+    quantiles: { type: 'object', properties: quantiles },
+    components: {
+      type: 'array',
+      items: { type: 'object', properties: { weight: { type: 'number' }, mu: { type: 'number' }, sigma: { type: 'number' } } },
+    },
+  }
   return {
     type: 'object',
     properties: {
@@ -91,19 +108,10 @@ export function predictResponseSchema(manifest: Manifest): object {
         type: 'array',
         items: {
           type: 'object',
+          // Members left out by options.fields are absent.
           properties: {
             id: { type: 'string' },
-            ctr: {
-              type: 'object',
-              properties: {
-                mean: { type: 'number' }, raw_mean: { type: 'number' }, std: { type: 'number' },
-                quantiles: { type: 'object', properties: quantiles },
-                components: {
-                  type: 'array',
-                  items: { type: 'object', properties: { weight: { type: 'number' }, mu: { type: 'number' }, sigma: { type: 'number' } } },
-                },
-              },
-            },
+            ctr: { type: 'object', properties: ctr },
             sources: { type: 'object', properties: { image: source, text: source } },
           },
         },

@@ -2,17 +2,18 @@ import type { Bundle } from '../bundle/load-bundle.ts'
 import type { EmbedJob } from '../queue/types.ts'
 import type { Modality } from '../embedding/embedding-service.ts'
 import type { FieldFeatures } from '../fusion/field-features.ts'
-import type { HeadInputs } from '../fusion/head.ts'
 import type { Metrics } from '../metrics.ts'
 import type { MixtureStats } from '../mdn/batch-stats.ts'
 import { distributionAt } from '../mdn/distribution.ts'
-import type { Scorer } from '../scoring/scorer.ts'
+import type { Scorer, ScorerInputs } from '../scoring/scorer.ts'
+import type { VectorSlabs } from '../scoring/vector-slabs.ts'
 import { CtrError } from '../errors.ts'
 import { ITEM_KEYS } from './predict-schema.ts'
-import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, distinctKeys, resolveFromLookup } from './embedding-lookup.ts'
+import { fieldMask } from './predictions-json.ts'
+import { type EmbeddingLookup, type ModalityInputs, type ResolvedModality, resolveHits } from './embedding-lookup.ts'
 import { HeadReserve } from './head-reserve.ts'
 import type { DegradeReason, InlineCompute } from './inline-compute.ts'
-import type { MissPolicy, PredictBody, Prediction, Source } from './types.ts'
+import type { MissPolicy, PredictBody, PredictItem, Prediction, Source } from './types.ts'
 
 export type KeyFn = (modality: Modality, input: string) => string
 
@@ -24,6 +25,8 @@ export interface PredictDeps {
   readonly inline: Pick<InlineCompute, 'run'>
   /** Head + statistics (+ JSON): on this thread or in scorer threads (WEB_CONCURRENCY). */
   readonly scorer: Scorer
+  /** Shared memory of cached vectors: those in it are handed to a scorer thread by reference, not copied. */
+  readonly slabs?: Pick<VectorSlabs, 'slabOf'>
   readonly stats: MixtureStats
   readonly fields: FieldFeatures
   readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'lateResponses' | 'degraded'>
@@ -76,18 +79,25 @@ export class PredictService {
     return { model: r.model, predictions: r.value, warnings: r.warnings, timing_ms: r.timing_ms }
   }
 
-  /** The whole response as JSON, serialised where it was scored (the /predict route's hot path). */
-  async predictJson(body: PredictBody, startedAt: number): Promise<string> {
+  /**
+   * The whole response as JSON, serialised where it was scored (the /predict route's hot path),
+   * trimmed to `options.fields` (predict() always returns every member).
+   */
+  async predictJson(body: PredictBody, startedAt: number): Promise<string | Buffer> {
     const r = await this.run(body, startedAt, async (n, fill, p) => {
-      const s = await this.d.scorer.scoreJson(n, fill, { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources })
+      const meta = { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources, fields: fieldMask(body.options?.fields) }
+      const s = await this.d.scorer.scoreJson(n, fill, meta)
       return { value: s.json, headMs: s.headMs, statsMs: s.statsMs }
     })
-    return `{"model":${JSON.stringify(r.model)},"predictions":${r.value},"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
+    const head = `{"model":${JSON.stringify(r.model)},"predictions":`
+    const tail = `,"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
+    if (typeof r.value === 'string') return `${head}${r.value}${tail}`
+    return Buffer.concat([Buffer.from(head), r.value, Buffer.from(tail)])
   }
 
   private async run<T>(
     body: PredictBody, startedAt: number,
-    finish: (n: number, fill: (x: HeadInputs) => void, p: Prepared) => Promise<Finished<T>>,
+    finish: (n: number, fill: (x: ScorerInputs) => void, p: Prepared) => Promise<Finished<T>>,
   ): Promise<Omit<PredictResult, 'predictions'> & { value: T }> {
     const t0 = performance.now()
     const budget = this.budgetOf(body)
@@ -101,23 +111,16 @@ export class PredictService {
     // Less than the reserve left still gets an answer (L1 only, no inline work, no enqueue): it is
     // likely in time, as the reserve is a tail estimate. Nothing left at all cannot be answered in time.
     if (Date.now() >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
+    // Scorer threads busier than the request thread: shed before any work rather than queue past
+    // the budget (event-loop delay, which load shedding watches, does not show this queue).
+    if (Date.now() + this.d.scorer.backlogMs() >= deadline) throw new CtrError('OVERLOADED', [])
 
-    const mods: ModalityInputs[] = (['image', 'text'] as const).map((modality) => {
-      const inputs = items.map((it) => {
-        const v = modality === 'image' ? it.image_url : it.title
-        // Whitespace-only titles tokenize to nothing: absent, like a missing title.
-        return v === undefined || v.trim().length === 0 ? undefined : v
-      })
-      return { modality, inputs, keys: inputs.map((v) => (v === undefined ? undefined : this.d.keyOf(modality, v))) }
-    })
-    const keys = distinctKeys(mods)
-    const found = new Map<string, { vector: Float32Array; tier: 'l1' | 'l2' }>()
+    const { mods, keys, at } = this.keysOf(items)
     // A lookup with no time left is L1 only (the L2 read resolves at its deadline at once).
     if (keys.length > 0 && stagesEnd <= Date.now()) degraded.add('lookup-skipped')
     const hits = keys.length > 0 ? await this.d.store.lookup(keys, stagesEnd) : []
-    hits.forEach((h, i) => { if (h) found.set(keys[i] as string, h) })
     const t1 = performance.now()
-    const resolved = mods.map((m) => resolveFromLookup(m, found))
+    const resolved = at.map((a) => resolveHits(a, hits))
     if (policy === 'budget') for (const r of await this.d.inline.run(mods, resolved, stagesEnd)) degraded.add(r)
     const t2 = performance.now()
     const [image, text] = resolved as [ResolvedModality, ResolvedModality]
@@ -145,6 +148,35 @@ export class PredictService {
     }
   }
 
+  /**
+   * Cache keys of both modalities in one pass, each distinct key once (one lookup, one Redis round
+   * trip), and for every item the index of its key in `keys` (−1: no input for that modality).
+   */
+  private keysOf(items: readonly PredictItem[]): { mods: ModalityInputs[]; keys: string[]; at: Int32Array[] } {
+    const n = items.length
+    const keys: string[] = []
+    const index = new Map<string, number>()
+    const mods = (['image', 'text'] as const).map((modality) => {
+      const inputs = new Array<string | undefined>(n)
+      const modKeys = new Array<string | undefined>(n)
+      const at = new Int32Array(n)
+      for (let i = 0; i < n; i++) {
+        const it = items[i] as PredictItem
+        const v = modality === 'image' ? it.image_url : it.title
+        // Whitespace-only titles tokenize to nothing: absent, like a missing title.
+        if (v === undefined || v.trim().length === 0) { at[i] = -1; continue }
+        const key = this.d.keyOf(modality, v)
+        let j = index.get(key)
+        if (j === undefined) { j = keys.length; keys.push(key); index.set(key, j) }
+        inputs[i] = v
+        modKeys[i] = key
+        at[i] = j
+      }
+      return { mod: { modality, inputs, keys: modKeys }, at }
+    })
+    return { mods: mods.map((m) => m.mod), keys, at: mods.map((m) => m.at) }
+  }
+
   private budgetOf(body: PredictBody): number {
     const budget = body.options?.budget_ms ?? this.d.defaults.budgetMs
     if (!Number.isFinite(budget)) throw new CtrError('BAD_FIELD', ['body/options/budget_ms', 'must be a finite number'])
@@ -164,24 +196,33 @@ export class PredictService {
   }
 
   /** Write every element of the head's inputs for this request (x comes from Head.runWith). */
-  private assemble(x: HeadInputs, body: PredictBody, image: ResolvedModality, text: ResolvedModality, warnings: Set<string>): void {
+  private assemble(x: ScorerInputs, body: PredictBody, image: ResolvedModality, text: ResolvedModality, warnings: Set<string>): void {
     const b = this.d.bundle
     const di = b.oov.image.length
     const dt = b.oov.text.length
     const df = b.fieldsDim
+    const n = body.items.length
     const ctxRow = new Float32Array(df)
     this.d.fields.fill(ctxRow, 0, 'context', body.context, 'body/context', warnings)
     body.items.forEach((it, i) => {
       const iv = image.vectors[i]
-      x.image.set(iv ?? b.oov.image, i * di)
+      this.putVector(x.image, i * di, iv ?? b.oov.image, x.refs, 2 * i)
       x.imageOov[i] = iv ? 0 : 1
       const tv = text.vectors[i]
-      x.text.set(tv ?? b.oov.text, i * dt)
+      this.putVector(x.text, i * dt, tv ?? b.oov.text, x.refs, 2 * (n + i))
       x.textOov[i] = tv ? 0 : 1
       x.fields.set(ctxRow, i * df)
-      this.d.fields.fill(x.fields, i * df, 'item', it, `body/items/${i}`, warnings)
+      this.d.fields.fill(x.fields, i * df, 'item', it, 'body/items', warnings, i)
       for (const k in it) if (!ITEM_KEYS.has(k)) warnings.add(`body/items/*/${k}: unknown property, ignored`)
     })
+  }
+
+  /** A vector in shared memory goes by reference (refs[r], refs[r + 1]); any other is copied into `out`. */
+  private putVector(out: Float32Array, at: number, v: Float32Array, refs: Int32Array | undefined, r: number): void {
+    const slab = refs && this.d.slabs ? this.d.slabs.slabOf(v) : -1
+    if (slab < 0 || !refs) { out.set(v, at); return }
+    refs[r] = slab
+    refs[r + 1] = v.byteOffset / Float32Array.BYTES_PER_ELEMENT
   }
 
   private countSources(sources: readonly Source[], modality: Modality): void {

@@ -1,4 +1,5 @@
 // The /predict body and response (DESIGN.md "HTTP API (v1)").
+import type { ResponseField } from './predict-schema.ts'
 
 export type CategoricalValue = string | string[]
 
@@ -18,7 +19,7 @@ export type MissPolicy = 'oov' | 'budget'
 export interface PredictBody {
   context?: FieldValues
   items: PredictItem[]
-  options?: { budget_ms?: number; miss_policy?: MissPolicy }
+  options?: { budget_ms?: number; miss_policy?: MissPolicy; fields?: ResponseField[] }
 }
 
 export type Source = 'l1' | 'l2' | 'computed' | 'oov' | 'absent'

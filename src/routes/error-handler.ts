@@ -43,5 +43,6 @@ function describe(keyword: string, message: string, params: Record<string, unkno
     return `unknown property ${JSON.stringify(params.additionalProperty)}`
   }
   if (keyword === 'pattern' && typeof params.pattern === 'string' && params.pattern.includes('[hH]')) return 'must be an http(s) URL'
+  if (keyword === 'enum' && Array.isArray(params.allowedValues)) return `must be one of ${params.allowedValues.map((v) => JSON.stringify(v)).join(', ')}`
   return message
 }

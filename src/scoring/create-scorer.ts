@@ -9,11 +9,12 @@ import { ScorerPool } from './scorer-pool.ts'
  * scorer threads, the request thread being the N-th busy thread (README "Every core").
  */
 export async function createScorer(
-  bundle: HeadBundle, head: Pick<Head, 'runWith'>, opts: { concurrency: number; intraOpThreads: number }, log?: { warn(o: object, m: string): void },
+  bundle: HeadBundle, head: Pick<Head, 'runWith'>, opts: { concurrency: number; intraOpThreads: number; slabs?: readonly SharedArrayBuffer[] },
+  log?: { warn(o: object, m: string): void },
 ): Promise<Scorer> {
   const stats = mixtureStatsOf(bundle.manifest)
   if (opts.concurrency <= 1) return new InlineScorer(head, stats, new PredictionsJson(stats))
-  const pool = new ScorerPool(bundle, opts.concurrency - 1, opts.intraOpThreads, log)
+  const pool = new ScorerPool(bundle, opts.concurrency - 1, opts.intraOpThreads, log, opts.slabs)
   try {
     await pool.ready()
   } catch (err) {

@@ -1,72 +1,65 @@
 import { Worker } from 'node:worker_threads'
-import type { HeadBundle, HeadInputs } from '../fusion/head.ts'
-import type { RowMeta } from '../predict/predictions-json.ts'
+import type { HeadBundle } from '../fusion/head.ts'
+import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
-import type { Scored, ScoredJson, Scorer } from './scorer.ts'
+import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
+import { WorkerSlots } from '../workers/worker-slots.ts'
 import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
 
 const BOOTSTRAP_URL = new URL('../embedding/worker-bootstrap.mjs', import.meta.url)
 const ENTRY = new URL('./scorer-worker.ts', import.meta.url).href
 const SOURCE_INDEX = new Map(SOURCE_CODES.map((s, i) => [s, i]))
 
-type Pending = { resolve: (r: Extract<ScoreResponse, { ok: true }>) => void; reject: (e: Error) => void }
-interface Slot { worker: Worker; ready: Promise<void>; pending: Map<number, Pending> }
-
 /**
- * Scorer threads (WEB_CONCURRENCY − 1 of them): the request thread fills a set of input buffers
- * (from the cache's vectors and the fields), transfers it to the least busy thread, and gets the
- * predictions JSON back with the buffers for reuse. A thread that dies fails its calls and is replaced.
+ * Scorer threads (WEB_CONCURRENCY − 1 of them, life cycle in src/workers/worker-slots.ts): the request
+ * thread fills a set of input buffers (from the cache's vectors and the fields), transfers it to the
+ * least busy thread, and gets the predictions JSON back with the buffers for reuse. A thread that
+ * dies fails its calls and is replaced; one that fails at start is retried with a back-off.
  */
 export class ScorerPool implements Scorer {
-  private readonly slots: Slot[] = []
+  private readonly slots: WorkerSlots<ScoreRequest, ScoreResponse>
   private readonly free: InputSet[] = []
-  private nextId = 1
   private closed = false
-  restarts = 0
+  /** Moving average of a row's time in a scorer thread (head + statistics + JSON), ms. */
+  private msPerRow = 0
+  /** Rows of the calls sent and not answered yet, over every thread. */
+  private queuedRows = 0
 
-  constructor(private readonly bundle: HeadBundle, size: number, private readonly intraOpThreads: number, private readonly log?: { warn(o: object, m: string): void }) {
-    for (let i = 0; i < size; i++) this.slots.push(this.spawn())
+  constructor(
+    private readonly bundle: HeadBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
+    slabs: readonly SharedArrayBuffer[] = [],
+  ) {
+    const data: ScorerWorkerData = { dir: bundle.dir, manifest: bundle.manifest, fieldsDim: bundle.fieldsDim, intraOpThreads, slabs }
+    this.slots = new WorkerSlots<ScoreRequest, ScoreResponse>({
+      name: 'scorer thread', size, ...(log ? { log } : {}),
+      create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),
+      // Buffers come back with every reply, ok or not.
+      onReply: (m) => this.release(m.inputs),
+    })
   }
 
-  get size(): number { return this.slots.length }
+  get size(): number { return this.slots.size }
+
+  /** Threads replaced so far. */
+  get restarts(): number { return this.slots.restarts }
 
   ready(): Promise<void> {
-    return Promise.all(this.slots.map((s) => s.ready)).then(() => undefined)
+    return this.slots.ready()
   }
 
-  private spawn(): Slot {
-    const data: ScorerWorkerData = { dir: this.bundle.dir, manifest: this.bundle.manifest, fieldsDim: this.bundle.fieldsDim, intraOpThreads: this.intraOpThreads }
-    const worker = new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } })
-    const slot: Slot = { worker, pending: new Map(), ready: Promise.resolve() }
-    slot.ready = new Promise<void>((resolve, reject) => {
-      const onMsg = (m: { ready?: boolean }): void => { if (m.ready) { worker.off('message', onMsg); resolve() } }
-      worker.on('message', onMsg)
-      worker.once('error', reject)
-    })
-    slot.ready.catch(() => undefined)
-    worker.on('message', (m: ScoreResponse | { ready: true }) => {
-      if (!('id' in m)) return
-      const p = slot.pending.get(m.id)
-      if (!p) return
-      slot.pending.delete(m.id)
-      this.release(m.inputs)
-      if (m.ok) p.resolve(m)
-      else p.reject(new Error(`scorer: ${m.error}`))
-    })
-    const onDeath = (err: unknown): void => {
-      for (const p of slot.pending.values()) p.reject(new Error(`scorer thread died: ${String(err)}`))
-      slot.pending.clear()
-      if (this.closed) return
-      const i = this.slots.indexOf(slot)
-      if (i >= 0) {
-        this.restarts++
-        this.log?.warn({ err: String(err) }, 'scorer thread died, replacing it')
-        this.slots[i] = this.spawn()
-      }
-    }
-    worker.once('error', onDeath)
-    worker.once('exit', (code) => onDeath(new Error(`exit code ${code}`)))
-    return slot
+  /**
+   * What a call made now would wait before its thread starts on it. The request thread outpaces a
+   * busy scorer thread (its share is the smaller), so an overload queues here, where event-loop
+   * delay does not see it: the predict service refuses a request that would wait past its budget.
+   * Counted in rows, so a few 500-item requests weigh what they cost.
+   */
+  backlogMs(): number {
+    return (this.queuedRows / this.slots.size) * this.msPerRow
+  }
+
+  /** The running scorer threads (tests kill one). */
+  workers(): Worker[] {
+    return this.slots.workers()
   }
 
   private acquire(n: number): InputSet {
@@ -78,47 +71,49 @@ export class ScorerPool implements Scorer {
   // Enough sets for the requests in flight at saturation (a profile at 4 per thread still showed 1 %
   // of the request thread allocating them); each holds 0.7 MB per 128 rows.
   private release(s: InputSet): void {
-    if (this.free.length < 16 * this.slots.length) this.free.push(s)
+    if (this.free.length < 16 * this.slots.size) this.free.push(s)
   }
 
-  private views(s: InputSet, n: number): HeadInputs {
+  private views(s: InputSet, n: number): ScorerInputs {
     const m = this.bundle.manifest
     return {
       n, image: s.image.subarray(0, n * m.oov.image.dim), imageOov: s.imageOov.subarray(0, n),
       text: s.text.subarray(0, n * m.oov.text.dim), textOov: s.textOov.subarray(0, n), fields: s.fields.subarray(0, n * this.bundle.fieldsDim),
+      refs: s.refs.subarray(0, 4 * n),
     }
   }
 
-  private run(n: number, fill: (x: HeadInputs) => void, meta?: RowMeta): Promise<Extract<ScoreResponse, { ok: true }>> {
-    if (this.closed) return Promise.reject(new Error('scorer pool is closed'))
+  private run(n: number, fill: (x: ScorerInputs) => void, meta?: RowMeta): Promise<Extract<ScoreResponse, { ok: true }>> {
+    if (this.closed) return Promise.reject(new Error('scorer thread pool is closed'))
     const inputs = this.acquire(n)
     try {
+      // A reused set holds the refs of an earlier request: nothing is read from a slab unless `fill` says so.
+      inputs.refs.fill(-1, 0, 4 * n)
       fill(this.views(inputs, n))
     } catch (err) {
       this.release(inputs)
       return Promise.reject(err)
     }
-    let slot = this.slots[0] as Slot
-    for (const s of this.slots) if (s.pending.size < slot.pending.size) slot = s
-    const id = this.nextId++
-    const req: ScoreRequest = { id, n, inputs, ...(meta ? { meta: { ids: meta.ids, sources: sourceCodes(meta) } } : {}) }
-    const target = slot
-    return new Promise((resolve, reject) => {
-      target.pending.set(id, { resolve, reject })
-      target.ready.then(
-        () => target.worker.postMessage(req, inputBuffers(inputs)),
-        (err: unknown) => { target.pending.delete(id); reject(err instanceof Error ? err : new Error(String(err))) },
-      )
-    })
+    const req = { n, inputs, ...(meta ? { meta: { ids: meta.ids, sources: sourceCodes(meta), fields: meta.fields ?? ALL_FIELDS } } : {}) }
+    this.queuedRows += n
+    return this.slots.call(req, inputBuffers(inputs)).then(
+      (r) => {
+        this.queuedRows -= n
+        const perRow = (r.headMs + r.statsMs) / n
+        this.msPerRow = this.msPerRow === 0 ? perRow : 0.9 * this.msPerRow + 0.1 * perRow
+        return r
+      },
+      (err: unknown) => { this.queuedRows -= n; throw err },
+    )
   }
 
-  async score(n: number, fill: (x: HeadInputs) => void): Promise<Scored> {
+  async score(n: number, fill: (x: ScorerInputs) => void): Promise<Scored> {
     const r = await this.run(n, fill)
     if (!r.rows || !r.pi || !r.mu || !r.sigma) throw new Error('scorer answered without rows')
     return { n, rows: r.rows, pi: r.pi, mu: r.mu, sigma: r.sigma, headMs: r.headMs, statsMs: r.statsMs }
   }
 
-  async scoreJson(n: number, fill: (x: HeadInputs) => void, meta: RowMeta): Promise<ScoredJson> {
+  async scoreJson(n: number, fill: (x: ScorerInputs) => void, meta: RowMeta): Promise<ScoredJson> {
     const r = await this.run(n, fill, meta)
     if (r.json === undefined) throw new Error('scorer answered without JSON')
     return { json: r.json, headMs: r.headMs, statsMs: r.statsMs }
@@ -126,7 +121,7 @@ export class ScorerPool implements Scorer {
 
   async close(): Promise<void> {
     this.closed = true
-    await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    await this.slots.close()
   }
 }
 

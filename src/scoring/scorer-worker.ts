@@ -7,6 +7,7 @@ import { PredictionsJson } from '../predict/predictions-json.ts'
 import { scoreInputs } from './scorer.ts'
 import { SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, inputBuffers } from './scorer-protocol.ts'
 import type { Source } from '../predict/types.ts'
+import type { CloseMessage } from '../workers/worker-slots.ts'
 
 const data = workerData as ScorerWorkerData
 const port = parentPort
@@ -17,12 +18,30 @@ const stats = mixtureStatsOf(data.manifest)
 const json = new PredictionsJson(stats)
 const di = data.manifest.oov.image.dim
 const dt = data.manifest.oov.text.dim
+const utf8 = new TextEncoder()
+
+const slabs = data.slabs.map((b) => new Float32Array(b))
 
 function views(req: ScoreRequest): HeadInputs {
   const { n, inputs: s } = req
-  return {
+  const x = {
     n, image: s.image.subarray(0, n * di), imageOov: s.imageOov.subarray(0, n),
     text: s.text.subarray(0, n * dt), textOov: s.textOov.subarray(0, n), fields: s.fields.subarray(0, n * data.fieldsDim),
+  }
+  gather(x.image, s.refs, 0, n, di)
+  gather(x.text, s.refs, 2 * n, n, dt)
+  return x
+}
+
+/** Copies the rows the request thread left in shared memory (refs[at + 2i] ≥ 0) into `out`. */
+function gather(out: Float32Array, refs: Int32Array, at: number, n: number, dim: number): void {
+  for (let i = 0; i < n; i++) {
+    const slab = refs[at + 2 * i] as number
+    if (slab < 0) continue
+    const offset = refs[at + 2 * i + 1] as number
+    const src = slabs[slab]
+    if (!src) throw new Error(`scorer: unknown vector slab ${slab}`)
+    out.set(src.subarray(offset, offset + dim), i * dim)
   }
 }
 
@@ -38,18 +57,33 @@ async function handle(req: ScoreRequest): Promise<ScoreResponse> {
     image[i] = SOURCE_CODES[codes[i] as number] as Source
     text[i] = SOURCE_CODES[codes[n + i] as number] as Source
   }
-  const body = json.write(s, { ids: req.meta.ids, image, text })
+  const body = utf8.encode(json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields }))
   return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, json: body }
 }
 
-port.on('message', (req: ScoreRequest) => {
+let active = 0
+
+/** Releases the head's session once the runs in progress end (releasing it mid-run would crash). */
+async function closeWorker(): Promise<void> {
+  while (active > 0) await new Promise((r) => setTimeout(r, 10))
+  await head.close()
+  process.exit(0) // in a worker thread this ends the thread only
+}
+
+port.on('message', (req: ScoreRequest | CloseMessage) => {
+  if ('kind' in req) {
+    void closeWorker()
+    return
+  }
+  active++
   handle(req).then(
     (res) => {
       const transfer = inputBuffers(res.inputs)
       if (res.ok && res.rows) transfer.push(res.rows.buffer as ArrayBuffer)
+      if (res.ok && res.json) transfer.push(res.json.buffer as ArrayBuffer)
       port.postMessage(res, transfer)
     },
     (err: unknown) => port.postMessage({ id: req.id, ok: false, inputs: req.inputs, error: err instanceof Error ? err.message : String(err) }, inputBuffers(req.inputs)),
-  )
+  ).finally(() => { active-- })
 })
 port.postMessage({ ready: true })

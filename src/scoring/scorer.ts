@@ -11,17 +11,32 @@ export interface Scored extends ScoredRows {
 }
 
 export interface ScoredJson {
-  /** The response's `predictions` array as JSON. */
-  readonly json: string
+  /**
+   * The response's `predictions` array as JSON; UTF-8 bytes when written in a scorer thread (they
+   * arrive by transfer: the request thread neither copies a string nor encodes it to send it).
+   */
+  readonly json: string | Uint8Array
   readonly headMs: number
   readonly statsMs: number
 }
 
+/**
+ * The head's inputs as a scorer takes them. With `refs` (scorer threads), a row whose cached vector
+ * is in shared memory (vector-slabs.ts) is not written by the request thread: refs holds [slab,
+ * offset in floats] per row, image rows first then text rows, and the scorer thread copies the
+ * vector in; slab −1 means the row was written in `image` / `text`.
+ */
+export interface ScorerInputs extends HeadInputs {
+  readonly refs?: Int32Array
+}
+
 export interface Scorer {
   /** Head + statistics on n rows written by `fill` (which must write every input element). */
-  score(n: number, fill: (x: HeadInputs) => void): Promise<Scored>
+  score(n: number, fill: (x: ScorerInputs) => void): Promise<Scored>
   /** Same, serialised: the predictions JSON of the rows, with their ids and sources. */
-  scoreJson(n: number, fill: (x: HeadInputs) => void, meta: RowMeta): Promise<ScoredJson>
+  scoreJson(n: number, fill: (x: ScorerInputs) => void, meta: RowMeta): Promise<ScoredJson>
+  /** Expected wait, ms, before a call made now would start (requests queued ahead × their recent time). */
+  backlogMs(): number
   close(): Promise<void>
 }
 
@@ -53,6 +68,11 @@ export class InlineScorer implements Scorer {
     const t = performance.now()
     const json = this.json.write(s, meta)
     return { json, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t }
+  }
+
+  /** 0: on the request thread a backlog shows as event-loop delay, which load shedding watches. */
+  backlogMs(): number {
+    return 0
   }
 
   async close(): Promise<void> {}
