@@ -41,6 +41,7 @@ const schema = {
     QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
     QUEUE_PARTITIONS: { type: 'integer', minimum: 1, maximum: 1024, default: 8 },
     QUEUE_CLAIM_MS: { type: 'integer', minimum: 300, maximum: 3_600_000, default: 30_000 },
+    QUEUE_WAIT_REPLICAS: { type: 'integer', minimum: 0, maximum: 16, default: 1 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
@@ -84,6 +85,7 @@ export interface Config {
   QUEUE_PRIORITY_HALF_LIFE_S: number
   QUEUE_PARTITIONS: number
   QUEUE_CLAIM_MS: number
+  QUEUE_WAIT_REPLICAS: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   WEB_CONCURRENCY: number
@@ -133,3 +135,4 @@ export function allowedHosts(config: Config): string[] {
 export function usesRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): boolean {
   return config.REDIS_URL !== '' || config.REDIS_CLUSTER_NODES !== ''
 }
+
