@@ -220,6 +220,10 @@ export function scenarioMarkdown(r: ScenarioResult): string {
       if (lf) lines.push(`- ${name}: ${(lf.share * 100).toFixed(2)}% (${lf.late} late, ${lf.failed} failed of ${x?.driver.sent}), p99.9 ${f(x?.driver.latency.p999)} ms`)
     }
   }
+  if (r.embedding) {
+    const e = r.embedding
+    lines.push('', `Background image embedding during the phase: ${e.coldImagesPerS} images/s = ${pct(e.share)} of the raw image encoder (${e.rawImagesPerS} images/s: preprocessed tensors straight into one encoder worker, measured in this run just before the server started; target ≥ 60 %).`)
+  }
   if (r.recovery) {
     const rec = r.recovery
     lines.push('', `Recovery: ${rec.queuedAfterBurst} jobs queued after the burst; hot set (${rec.hotItems} items) all L1 after ${rec.secondsToAllL1 ?? 'never (within the phase)'} s; ${rec.trafficRequests} traffic requests.`, '')

@@ -1,16 +1,17 @@
-import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { measureCeilingInChild, sweep } from './lib/phases.ts'
 import { type RunContext, type ScenarioResult, infra, makeWorkload, newResult, seconds } from './lib/context.ts'
 import { type Measurement, measure } from './lib/measure.ts'
-import { memory, threadCpu } from './lib/proc-stats.ts'
+import { memory } from './lib/proc-stats.ts'
 import { type PredictBody, itemVariant } from './lib/sample.ts'
 import { readLines } from '../support/jsonl.ts'
 import { startPeer, startServer } from './lib/services.ts'
 import { copyVariantsInRedis, predict, resetQueue, warmUntilL1 } from './lib/warm.ts'
 import { latestProfile, summarizeProfile } from './profile-summary.ts'
 import { measureRecovery, queueDepth } from './lib/recovery.ts'
+import { rawImageEncoderRate } from './lib/raw-encoder.ts'
+import { SAMPLE_DIR } from '../support/bundle.ts'
 
 // The eight scenarios of issue 5. Every server scenario starts its own ctrserve process (clean
 // metrics, CPU and RSS of that configuration only); caches are warmed through the server itself
@@ -146,7 +147,7 @@ export async function scenario3(ctx: RunContext): Promise<ScenarioResult> {
     const dur = seconds(ctx, 25)
     const w = makeWorkload(ctx, 'sc3', { requests: RATE * dur, itemsPerRequest: ITEMS, zipfS: 1.0, newShare: 0.01, newBase: 1_000_000, seed: 31 })
     r.workload = w.stats
-    await mainWithRenice(ctx, r, s, w.file, dur, { name: 'sc3-niced', spec: { requests: RATE * seconds(ctx, 15), itemsPerRequest: ITEMS, zipfS: 1.0, newShare: 0.01, newBase: 1_500_000, seed: 32 } })
+    r.main = await pass(ctx, s, w.file, RATE, dur)
   } finally {
     await stopProfiled(r, s)
   }
@@ -156,12 +157,16 @@ export async function scenario3(ctx: RunContext): Promise<ScenarioResult> {
 export async function scenario4(ctx: RunContext): Promise<ScenarioResult> {
   const r = newResult(4, 'cold-start', 'Cold start: every item new, oov policy', 'Fresh ctrserve on an empty Redis prefix; every item of every request is never-seen (new URL on the `default` origin, new title), so all are answered with OOV vectors and queued; the background embeds at full speed (queue bounded at 100k per modality); 100 items/request at 200 req/s.', { items: ITEMS, rate: RATE, newShare: 1 })
   await ctx.origin.setProfile('default')
+  // The server's encoder settings (defaults: one image worker, one ORT thread, batches of 16).
+  const raw = await rawImageEncoderRate({ modelDir: 'models/ctr-synth', sampleDir: SAMPLE_DIR, workers: 1, ortThreads: 1, batch: 16, images: 960 })
   const s = await startProfiled(ctx, 'sc4', baseEnv(ctx, `cold${Date.now()}`))
   try {
     const dur = seconds(ctx, 20)
     const w = makeWorkload(ctx, 'sc4', { requests: RATE * dur, itemsPerRequest: ITEMS, zipfS: 1.0, newShare: 1, newBase: 2_000_000, seed: 41 })
     r.workload = w.stats
-    await mainWithRenice(ctx, r, s, w.file, dur, { name: 'sc4-niced', spec: { requests: RATE * seconds(ctx, 15), itemsPerRequest: ITEMS, zipfS: 1.0, newShare: 1, newBase: 2_500_000, seed: 42 } })
+    r.main = await pass(ctx, s, w.file, RATE, dur)
+    const cold = r.main?.imagesEmbeddedPerS ?? 0
+    r.embedding = { rawImagesPerS: Math.round(raw * 10) / 10, coldImagesPerS: cold, share: Math.round((cold / raw) * 1000) / 1000 }
   } finally {
     await stopProfiled(r, s)
   }
@@ -244,35 +249,6 @@ export async function scenario8(ctx: RunContext): Promise<ScenarioResult> {
     await Promise.all([p.child.stop(), s.child.stop()])
   }
   return r
-}
-
-/**
- * An experiment on thread priority: the server's threads that were busy during the headline phase
- * (> 0.15 core: encoder workers, and libuv threads decoding images), main thread excluded, get
- * nice 19, so the request path wins the CPU over background embedding. Done from outside
- * (renice); the server is unchanged.
- */
-function reniceBusyHelpers(pid: number, before: Map<number, number>, after: Map<number, number>, seconds: number): string {
-  const busy = [...after.entries()].filter(([tid, cpu]) => tid !== pid && (cpu - (before.get(tid) ?? 0)) / seconds > 0.15)
-  if (busy.length === 0) return 'renice: no helper thread used > 0.15 core in the headline phase; nothing reniced'
-  try {
-    execFileSync('renice', ['-n', '19', '-p', ...busy.map(([tid]) => String(tid))], { stdio: 'ignore' })
-    const desc = busy.map(([tid, cpu]) => `${tid} (${((cpu - (before.get(tid) ?? 0)) / seconds).toFixed(2)} core)`).join(', ')
-    return `reniced the busy helper threads ${desc} to nice 19 for the 'busy-helpers-nice-19' run (same server, fresh never-seen items)`
-  } catch (err) {
-    return `renice failed: ${String(err)}`
-  }
-}
-
-async function mainWithRenice(ctx: RunContext, r: ScenarioResult, s: Server, file: string, dur: number, second: { name: string; spec: Parameters<typeof makeWorkload>[2] }): Promise<void> {
-  const th0 = threadCpu(s.child.pid)
-  const t0 = performance.now()
-  r.main = await pass(ctx, s, file, RATE, dur)
-  const note = reniceBusyHelpers(s.child.pid, th0, threadCpu(s.child.pid), (performance.now() - t0) / 1000)
-  r.notes.push(note)
-  if (!note.startsWith('reniced')) return
-  const w2 = makeWorkload(ctx, second.name, second.spec)
-  await optional(ctx, r, 'busy-helpers-nice-19', async () => { r.extra['busy-helpers-nice-19'] = await pass(ctx, s, w2.file, RATE, seconds(ctx, 15)) })
 }
 
 interface Pred { predictions: Array<{ ctr: { mean: number; raw_mean: number; quantiles: Record<string, number> } }> }

@@ -29,7 +29,7 @@ const schema = {
     IMAGE_MAX_BYTES: { type: 'integer', minimum: 1024, maximum: 100 * 1024 * 1024, default: 8 * 1024 * 1024 },
     IMAGE_MAX_PIXELS: { type: 'integer', minimum: 1024, default: 25_000_000 },
     IMAGE_ALLOWED_HOSTS: { type: 'string', default: '' },
-    IMAGE_HOST_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 16 },
+    IMAGE_HOST_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 1000, default: 64 },
     EMBED_WORKERS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     EMBED_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
     EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19 },
@@ -41,6 +41,7 @@ const schema = {
     QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
     QUEUE_PARTITIONS: { type: 'integer', minimum: 1, maximum: 1024, default: 8 },
     QUEUE_CLAIM_MS: { type: 'integer', minimum: 300, maximum: 3_600_000, default: 30_000 },
+    QUEUE_WAIT_REPLICAS: { type: 'integer', minimum: 0, maximum: 16, default: 1 },
     ORT_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     HEAD_INTRA_OP_THREADS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
@@ -84,6 +85,7 @@ export interface Config {
   QUEUE_PRIORITY_HALF_LIFE_S: number
   QUEUE_PARTITIONS: number
   QUEUE_CLAIM_MS: number
+  QUEUE_WAIT_REPLICAS: number
   ORT_INTRA_OP_THREADS: number
   HEAD_INTRA_OP_THREADS: number
   WEB_CONCURRENCY: number
@@ -133,3 +135,4 @@ export function allowedHosts(config: Config): string[] {
 export function usesRedis(config: Pick<Config, 'REDIS_URL' | 'REDIS_CLUSTER_NODES'>): boolean {
   return config.REDIS_URL !== '' || config.REDIS_CLUSTER_NODES !== ''
 }
+

@@ -41,7 +41,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'ctrserve_queue_depth', help: 'Embedding jobs waiting', labelNames: ['queue'], registers,
     }),
     jobs: new Counter({
-      name: 'ctrserve_embedding_jobs_total', help: 'Embedding jobs by outcome (queued, deduplicated, negative, dropped, done, retried, failed)',
+      name: 'ctrserve_embedding_jobs_total', help: 'Embedding jobs by outcome (queued, deduplicated, negative, dropped, unknown, deferred, expired, evicted, done, retried, failed)',
       labelNames: ['modality', 'outcome'], registers,
     }),
     embedSeconds: new Histogram({

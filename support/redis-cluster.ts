@@ -18,6 +18,8 @@ export interface ClusterNode {
   /** Kill the process (SIGKILL); `start()` brings it back on the same port with its nodes.conf and AOF. */
   kill(): Promise<void>
   start(): Promise<void>
+  /** SIGSTOP (the node hangs: it answers nothing, acknowledges no replication) or SIGCONT. */
+  signal(sig: 'SIGSTOP' | 'SIGCONT'): void
   /** The node's role as it reports it now ('master' | 'slave'), or 'down'. */
   role(): Promise<'master' | 'slave' | 'down'>
 }
@@ -30,7 +32,7 @@ export interface RedisClusterHandle {
   client(): Cluster
   /** Current masters, by asking a live node for CLUSTER NODES. */
   masters(): Promise<ClusterNode[]>
-  /** Resolves when every live node reports cluster_state:ok and all 16384 slots are served. */
+  /** Resolves when every live node reports cluster_state:ok, all 16384 slots are served and every live replica is in sync. */
   waitHealthy(timeoutMs?: number): Promise<void>
   stop(): Promise<void>
 }
@@ -105,7 +107,8 @@ function startNode(port: number, dir: string): ClusterNode {
       probe.disconnect()
     }
   }
-  return { port, dir, kill, start, role }
+  const signal = (sig: 'SIGSTOP' | 'SIGCONT'): void => { child?.kill(sig) }
+  return { port, dir, kill, start, role, signal }
 }
 
 /**
@@ -168,6 +171,9 @@ async function allHealthy(nodes: readonly ClusterNode[]): Promise<boolean> {
     try {
       const info = String(await probe.call('CLUSTER', 'INFO'))
       if (!info.includes('cluster_state:ok') || !info.includes('cluster_slots_ok:16384')) return false
+      // A replica counts once it is in sync: until then WAIT on its master reaches no replica.
+      const replication = String(await probe.call('INFO', 'replication'))
+      if (replication.includes('role:slave') && !replication.includes('master_link_status:up')) return false
       live++
     } finally {
       probe.disconnect()

@@ -2,7 +2,12 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import Fastify from 'fastify'
 import { build, waitFor } from '../support/app.ts'
+import { BUNDLE_DIR } from '../support/bundle.ts'
+import app from '../src/app.ts'
+import { loadConfig } from '../src/config.ts'
+import { serverOptions } from '../src/server-options.ts'
 import { CostModel } from '../src/embedding/cost-model.ts'
 import { CtrError } from '../src/errors.ts'
 import type { Metrics } from '../src/metrics.ts'
@@ -103,6 +108,24 @@ test('a request whose budget is spent before scoring is refused with 503 and no 
   assert.equal(await rt.queue.depth(), 0, 'nothing queued for a refused request')
   const { loadConfig } = await import('../src/config.ts')
   assert.throws(() => loadConfig({ BUDGET_MS: 5000, MAX_BUDGET_MS: 1000 }, {}), /BUDGET_MS/)
+})
+
+test('late answers are counted when the response is written: a reply held past budget_ms by sending counts, one within it does not', async (t) => {
+  const config = loadConfig({ MODEL_DIR: BUNDLE_DIR, LOG_LEVEL: 'silent', MAX_BUDGET_MS: 60_000 }, {})
+  const server = Fastify(serverOptions(config))
+  // Stands for a slow serialisation or write: every reply leaves 60 ms after it was ready.
+  server.addHook('onSend', async () => { await new Promise((r) => setTimeout(r, 60)) })
+  await server.register(app, { config })
+  await server.ready()
+  t.after(() => server.close())
+  const late = async (): Promise<number> => (await server.metrics.lateResponses.get()).values.reduce((s, v) => s + v.value, 0)
+  const ask = (budget: number) => server.inject({ method: 'POST', url: '/predict', payload: { items: [{ id: 'a', title: 'late or not' }], options: { budget_ms: budget } } })
+  assert.equal((await ask(60_000)).statusCode, 200)
+  assert.equal(await late(), 0, 'answered within 60 s')
+  assert.equal((await ask(20)).statusCode, 200)
+  assert.equal(await late(), 1, 'scored in time or not, the reply was written after 60 ms > 20 ms')
+  assert.equal((await ask(0)).statusCode, 400)
+  assert.equal(await late(), 1, 'errors are not late answers')
 })
 
 test('cost model: tail of the recent window per host, a margin, the overall tail for a host seen rarely, hosts bounded', () => {

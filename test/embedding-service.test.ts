@@ -30,7 +30,7 @@ test('a sink that rejects fails the callers, leaves nothing in flight and no unh
   assert.deepEqual(unhandled, [])
   assert.equal((embedder as unknown as { inFlight: Map<string, unknown> }).inFlight.size, 0)
   // The keys are free again: a later call with a working sink computes them.
-  const ok = new EmbeddingService({ imagePool: rt.imagePool, textPool: rt.textPool, sink: { store: async () => undefined }, metrics: createMetrics() })
+  const ok = new EmbeddingService({ imagePool: rt.imagePool, textPool: rt.textPool, sink: { store: async () => 0 }, metrics: createMetrics() })
   const again = await ok.compute('text', reqs, Date.now() + 10_000)
   assert.deepEqual(again.map((r) => r.ok), [true, true])
 })

@@ -12,9 +12,11 @@ const SRC = join(import.meta.dirname, '../src')
 /** file → number of plain `throw new Error`, each an internal fault (a bug or a broken install, not input). */
 const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
   'onnx/ort-backend.ts': 3, // model fails to load / output missing or mis-shaped: the bundle was verified at load
+  'queue/lua-script.ts': 1, // 'pipeline discarded' (ioredis gave no replies): caught by the enqueue as a failed try
   'queue/memory-queue.ts': 1, // start() called twice: a programming error
   'queue/redis-queue.ts': 4, // start() twice or after close(): programming errors; whenReady() timing out (tests); 'closed' (internal control flow, caught by enqueue)
-  'embedding/encoder-worker.ts': 3, // loaded outside a worker thread, or without the options its kind needs
+  'embedding/encoder-worker.ts': 5, // loaded outside a worker thread, or without the options its kind needs; its image loader thread died (the worker dies with it and the pool replaces it)
+  'embedding/image-loader-worker.ts': 1, // loaded outside a worker thread
   'cli/score.ts': 1, // a `score` worker process died (its own stderr says why)
   'scoring/scorer-pool.ts': 2, // a scorer thread answered outside the protocol: a bug
   'scoring/scorer-worker.ts': 2, // loaded outside a worker thread; a vector slab it was not given (a bug)

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { crc32 } from 'node:zlib'
 import sharp, { type Sharp } from 'sharp'
 import { CtrError } from '../src/errors.ts'
-import { pixelsSha256, preprocessImage, type ImageInputSpec } from '../src/modalities/image/preprocess.ts'
+import { pixelsSha256, preprocessImage, sniffFormat, type ImageInputSpec } from '../src/modalities/image/preprocess.ts'
 
 // Every input image is generated here with sharp itself; the expected numbers follow from
 // x = (px/255 − mean) / std (docs/bundle-format.md, "Image").
@@ -224,4 +224,18 @@ test('pixelsSha256 is the hex SHA-256 of the HWC bytes', async () => {
   const b = await preprocessImage(Buffer.from(png), spec(8, 8))
   assert.equal(pixelsSha256(a.pixels), pixelsSha256(b.pixels))
   assert.notEqual(pixelsSha256(a.pixels), pixelsSha256((await preprocessImage(png, spec(8, 4))).pixels))
+})
+
+test('sniffFormat agrees with sharp on every accepted format and knows nothing else', async () => {
+  const img = solid(8, 8, [10, 20, 30])
+  for (const [format, bytes] of [
+    ['jpeg', await img.clone().jpeg().toBuffer()], ['png', await img.clone().png().toBuffer()],
+    ['gif', await img.clone().gif().toBuffer()], ['webp', await img.clone().webp().toBuffer()],
+  ] as const) {
+    assert.equal((await sharp(bytes).metadata()).format, format)
+    assert.equal(sniffFormat(bytes), format)
+  }
+  assert.equal(sniffFormat(await img.clone().tiff().toBuffer()), undefined)
+  assert.equal(sniffFormat(Buffer.from('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"/>')), undefined)
+  assert.equal(sniffFormat(Buffer.from([0xff, 0xd8])), undefined, 'too short to tell')
 })

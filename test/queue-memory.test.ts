@@ -84,6 +84,31 @@ test('memory queue: bounded; jobs over capacity are dropped and counted', async 
   assert.equal(await jobCount(metrics, 'dropped'), 5, 'queued jobs dropped at close(drain: false) are counted')
 })
 
+test('memory queue: full, a job asked for later takes the place of the least requested one (counted evicted)', async () => {
+  let clock = 1_000_000
+  const { queue, metrics } = makeQueue({ capacity: 4, now: () => clock, halfLifeMs: 60_000 })
+  await queue.enqueue([job('old1'), job('old2'), job('t1', 'text')])
+  clock += 10
+  await queue.enqueue([job('old2')]) // asked for twice: outranks every one-off
+  await queue.enqueue([job('old3')])
+  assert.equal(await queue.depth(), 4)
+  assert.equal(await queue.enqueue([job('same-ms')]), 1, 'a later one-off outranks the oldest one-off')
+  assert.equal(await jobCount(metrics, 'evicted'), 1)
+  assert.equal(await queue.enqueue([job('tie')]), 1, 'the other oldest one-off (t1, text) goes next: both modalities are candidates')
+  assert.equal(await jobCount(metrics, 'evicted', 'text'), 1)
+  assert.equal(await queue.enqueue([job('tie2')]), 0, 'no job ranks below one queued in the same millisecond: dropped')
+  assert.equal(await jobCount(metrics, 'dropped'), 1)
+  clock += 60_000
+  for (let i = 0; i < 3; i++) assert.equal(await queue.enqueue([job(`hot${i}`)]), 1)
+  assert.equal(await jobCount(metrics, 'evicted'), 5)
+  assert.equal(await queue.depth(), 4)
+  const order: string[] = []
+  queue.start(async (batch) => { order.push(...batch.map((j) => j.key)); return batch.map(() => OK) },
+    { concurrency: 1, batchSize: 10, batchWaitMs: 0 })
+  await queue.close({ drain: true, timeoutMs: 1_000 })
+  assert.deepEqual(order.sort(), ['hot0', 'hot1', 'hot2', 'old2'], 'the item asked for twice stayed; the one-offs left oldest first')
+})
+
 test('memory queue: micro-batches of one modality, at most batchSize (10 jobs, size 4 → 4, 4, 2)', async () => {
   const { queue } = makeQueue()
   const batches: Array<{ modality: Modality; size: number }> = []

@@ -1,12 +1,14 @@
 import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import type { Cluster } from 'ioredis'
+import { type Cluster, Redis } from 'ioredis'
+import { createClusterClient } from '../src/cache/redis-client.ts'
 import { createMetrics, type Metrics } from '../src/metrics.ts'
-import { partitionKeys } from '../src/queue/partition-keys.ts'
-import { RedisQueue } from '../src/queue/redis-queue.ts'
+import { partitionKeys, partitionOf } from '../src/queue/partition-keys.ts'
+import { RedisQueue, type RedisQueueOptions } from '../src/queue/redis-queue.ts'
+import type { EmbedJob } from '../src/queue/types.ts'
 import { cacheJob, jobCount, recorder, recordingLog, until } from '../support/queue-harness.ts'
-import { startRedisCluster, type RedisClusterHandle } from '../support/redis-cluster.ts'
+import { startRedisCluster, type ClusterNode, type RedisClusterHandle } from '../support/redis-cluster.ts'
 
 // The durable queue on a real Redis Cluster (3 masters + 3 replicas): every script touches one
 // partition, i.e. one slot, and the partitions of one queue spread over the masters.
@@ -27,11 +29,11 @@ function client(): Cluster {
   return c
 }
 
-function makeQueue(prefix: string): { queue: RedisQueue; metrics: Metrics } {
+function makeQueue(prefix: string, overrides: Partial<RedisQueueOptions> = {}): { queue: RedisQueue; metrics: Metrics } {
   const metrics = createMetrics({ defaultMetrics: false })
   const queue = new RedisQueue({
     redis: client(), prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
-    backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0,
+    backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0, ...overrides,
   })
   return { queue, metrics }
 }
@@ -85,4 +87,105 @@ test('redis cluster queue: two instances enqueueing the same jobs admit each onc
   await until(async () => await jobCount(a.metrics, 'done') + await jobCount(b.metrics, 'done') === 120, 30_000)
   assert.deepEqual([...ra.seen, ...rb.seen].sort(), jobs.map((j) => j.key).sort(), 'each job handled exactly once')
   assert.ok(ra.seen.length > 0 && rb.seen.length > 0, `both instances took work (${ra.seen.length} / ${rb.seen.length})`)
+})
+
+/** Whether a replica (READONLY) of the master serving `job`'s partition holds the job's record. */
+async function onReplica(prefix: string, job: EmbedJob): Promise<boolean> {
+  const k = partitionKeys(prefix, job.modality, 'v1', partitionOf(job.key, 8))
+  for (const node of cluster.nodes) {
+    if (await node.role() !== 'slave') continue
+    const r = new Redis({ port: node.port, lazyConnect: true, maxRetriesPerRequest: 0 })
+    r.on('error', () => undefined)
+    try {
+      await r.connect()
+      await r.call('READONLY')
+      if (await r.hexists(k.jobs, job.key) === 1) return true
+    } catch {
+      // MOVED: this replica's master does not serve the slot
+    } finally {
+      r.disconnect()
+    }
+  }
+  return false
+}
+
+/** The replica node of the master serving `port`. */
+async function replicaOf(port: number): Promise<ClusterNode | undefined> {
+  for (const node of cluster.nodes) {
+    const r = new Redis({ port: node.port, lazyConnect: true, maxRetriesPerRequest: 0 })
+    r.on('error', () => undefined)
+    try {
+      await r.connect()
+      const role = await r.call('ROLE') as [string, string, number]
+      if (role[0] === 'slave' && Number(role[2]) === port) return node
+    } finally {
+      r.disconnect()
+    }
+  }
+  return undefined
+}
+
+test('redis cluster queue: with WAIT 1 a new job counts queued once its replica holds it; while the replica hangs it is deferred, then queued', async (t) => {
+  const prefix = `qc-${randomBytes(4).toString('hex')}`
+  const { queue, metrics } = makeQueue(prefix, { waitReplicas: 1, outbox: { backoff: { baseMs: 20, maxMs: 200 } } })
+  t.after(() => queue.close({ drain: false, timeoutMs: 100 }))
+  await queue.whenReady(10_000)
+  const jobs = Array.from({ length: 12 }, (_, i) => cacheJob(prefix, `w${i}`, i % 2 === 0 ? 'text' : 'image'))
+  assert.equal(await queue.enqueue(jobs), 12)
+  assert.equal(await jobCount(metrics, 'queued'), 12)
+  for (const job of jobs) assert.ok(await onReplica(prefix, job), `${job.key} on its master's replica when enqueue resolved`)
+
+  const admin = client()
+  const job = cacheJob(prefix, 'replica-hangs')
+  const slot = Number(await admin.call('CLUSTER', 'KEYSLOT', partitionKeys(prefix, 'image', 'v1', partitionOf(job.key, 8)).jobs))
+  const replica = await replicaOf(await masterOfSlot(admin, slot))
+  assert.ok(replica, 'the master has a replica')
+  replica.signal('SIGSTOP')
+  try {
+    assert.equal(await queue.enqueue([job]), 0, 'no replica acknowledged it: not queued yet')
+    assert.equal(await jobCount(metrics, 'deferred'), 1)
+  } finally {
+    replica.signal('SIGCONT')
+  }
+  await until(async () => await jobCount(metrics, 'queued') === 13)
+  assert.ok(await onReplica(prefix, job))
+  assert.equal(await jobCount(metrics, 'unknown') + await jobCount(metrics, 'dropped') + await jobCount(metrics, 'deduplicated'), 0)
+})
+
+// Last in this file: it kills a master (the node comes back as a replica, the cluster healthy again).
+test('redis cluster queue: an enqueue to a master that just died waits in the outbox and is queued and run after the failover', async (t) => {
+  const prefix = `qc-${randomBytes(4).toString('hex')}`
+  // The server's own client options (no offline queue, fail fast), WAIT 1 as the server's cluster default.
+  const redis = createClusterClient(cluster.seeds)
+  redis.on('error', () => undefined)
+  clients.push(redis)
+  const metrics = createMetrics({ defaultMetrics: false })
+  const queue = new RedisQueue({
+    redis, prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
+    backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0, waitReplicas: 1,
+  })
+  t.after(() => queue.close({ drain: false, timeoutMs: 100 }))
+  await queue.whenReady(10_000)
+  const r = recorder()
+  queue.start(r.handler, { concurrency: 1, batchSize: 8, batchWaitMs: 0 })
+  const admin = client()
+  const job = cacheJob(prefix, 'during-failover')
+  const slot = Number(await admin.call('CLUSTER', 'KEYSLOT', partitionKeys(prefix, 'image', 'v1', partitionOf(job.key, 8)).jobs))
+  const port = await masterOfSlot(admin, slot)
+  const victim = cluster.nodes.find((n) => n.port === port)
+  assert.ok(victim, `master :${port} serves slot ${slot}`)
+  await victim.kill()
+  try {
+    assert.equal(await queue.enqueue([job]), 0, 'its master is dead: not queued now')
+    assert.equal(await jobCount(metrics, 'deferred'), 1)
+    // Nobody offers it again: the outbox sends it once the replica is promoted.
+    await until(() => r.seen.includes(job.key), 60_000)
+    // Its new master has no replica until the old one returns: it acknowledges alone (the slot map lists none).
+    await until(async () => await jobCount(metrics, 'queued') === 1, 30_000)
+    assert.equal(await jobCount(metrics, 'dropped') + await jobCount(metrics, 'unknown'), 0)
+    await until(async () => await jobCount(metrics, 'done') === 1)
+  } finally {
+    await victim.start()
+    await cluster.waitHealthy(60_000)
+  }
 })

@@ -159,27 +159,56 @@ test('redis queue: jobs older than the maximum age are dropped unrun and counted
   assert.equal(await queue.enqueue([old[0] as EmbedJob]), 1, 'an expired key can be queued again')
 })
 
-test('redis queue: an enqueue whose reply does not come in time is unknown (it may be queued); a refused one is dropped', async (t) => {
+test('redis queue: an enqueue whose reply does not come in time is deferred, retried from the outbox and counted queued once it is found there', async (t) => {
   const h = harness(t)
   const { queue, metrics } = await h.queue({ enqueueTimeoutMs: 100 })
   const paused = h.job('paused')
   await h.admin.call('CLIENT', 'PAUSE', '600', 'WRITE')
   assert.equal(await queue.enqueue([paused]), 0)
-  assert.equal(await jobCount(metrics, 'unknown'), 1)
-  assert.equal(await jobCount(metrics, 'dropped'), 0)
-  await until(async () => await h.admin.hexists(h.keysOf(paused).jobs, paused.key) === 1)
-  // It was queued after all: the next offer deduplicates.
-  assert.equal(await queue.enqueue([paused]), 0)
-  assert.equal(await jobCount(metrics, 'deduplicated'), 1)
+  assert.equal(await jobCount(metrics, 'deferred'), 1)
+  assert.equal(await jobCount(metrics, 'unknown') + await jobCount(metrics, 'dropped'), 0, 'not given up')
+  // The paused write lands after the pause; the outbox's retry finds the job there: queued, once.
+  await until(async () => await jobCount(metrics, 'queued') === 1)
+  assert.equal(await h.admin.hexists(h.keysOf(paused).jobs, paused.key), 1)
+  assert.equal(await jobCount(metrics, 'deduplicated'), 0, 'its own earlier try, not another instance\'s job')
+  assert.ok(await redisErrors(metrics, 'queue_enqueue') >= 1)
+})
 
+test('redis queue: a refused enqueue is retried until accepted; past the outbox\'s age it is given up and counted dropped', async (t) => {
+  const h = harness(t)
+  const short = await h.queue({ outbox: { maxAgeMs: 300, backoff: { baseMs: 20, maxMs: 50 } } })
+  const patient = await h.queue({ outbox: { backoff: { baseMs: 20, maxMs: 50 } } })
+  const later = h.job('accepted-later')
+  const never = h.job('never-accepted')
   await h.admin.config('SET', 'maxmemory', '1')
   try {
-    assert.equal(await queue.enqueue([h.job('oom')]), 0)
+    assert.equal(await short.queue.enqueue([never]), 0)
+    await until(async () => await jobCount(short.metrics, 'dropped') === 1)
+    assert.equal(await h.admin.hexists(h.keysOf(never).jobs, never.key), 0)
+    assert.equal(await jobCount(short.metrics, 'deferred'), 1, 'held once, however many retries')
+    assert.equal(await patient.queue.enqueue([later]), 0)
+    await until(async () => await redisErrors(patient.metrics, 'queue_enqueue') >= 3) // refused on retries too
   } finally {
     await h.admin.config('SET', 'maxmemory', '0')
   }
-  assert.equal(await jobCount(metrics, 'dropped'), 1, 'an error reply (OOM) is a refusal')
-  assert.ok(await redisErrors(metrics, 'queue_enqueue') >= 2)
+  await until(async () => await jobCount(patient.metrics, 'queued') === 1)
+  assert.equal(await h.admin.hexists(h.keysOf(later).jobs, later.key), 1)
+  assert.equal(await jobCount(patient.metrics, 'deferred'), 1)
+  assert.equal(await jobCount(patient.metrics, 'dropped'), 0)
+})
+
+test('redis queue: the outbox is bounded: a failed job past its capacity is dropped at once', async (t) => {
+  const h = harness(t)
+  const { queue, metrics } = await h.queue({ outbox: { maxJobs: 2 } })
+  await h.admin.config('SET', 'maxmemory', '1')
+  try {
+    await queue.enqueue([h.job('o1'), h.job('o2'), h.job('o3'), h.job('o4')])
+  } finally {
+    await h.admin.config('SET', 'maxmemory', '0')
+  }
+  assert.equal(await jobCount(metrics, 'deferred'), 2)
+  assert.equal(await jobCount(metrics, 'dropped'), 2)
+  await until(async () => await jobCount(metrics, 'queued') === 2)
 })
 
 test('redis queue: a malformed record is removed with every trace; a malformed key no longer blocks its job', async (t) => {
@@ -345,7 +374,7 @@ test('redis queue: queued jobs survive kill -9 of redis-server (AOF) and are han
   await h.admin.config('SET', 'appendfsync', 'everysec')
 })
 
-test('redis queue: Redis down → enqueue drops at once without throwing; the consumer resumes when it returns', async (t) => {
+test('redis queue: Redis down → enqueue answers at once without throwing, the jobs wait in the outbox and are queued and run when it returns', async (t) => {
   const h = harness(t)
   const { queue, metrics } = await h.queue()
   const r = recorder()
@@ -354,15 +383,21 @@ test('redis queue: Redis down → enqueue drops at once without throwing; the co
   await until(() => r.seen.length === 1)
 
   await server.kill()
-  await until(() => h.admin.status !== 'ready')
-  const accepted = await queue.enqueue([h.job('during'), h.job('during-2', 'text')])
-  assert.equal(accepted, 0)
-  assert.deepEqual(await queue.isNegative([h.job('during').key]), [false])
-  assert.equal(typeof await queue.depth(), 'number')
-  assert.ok(await redisErrors(metrics) >= 1, 'the failed enqueue is counted')
-  assert.equal(await jobCount(metrics, 'dropped') + await jobCount(metrics, 'unknown'), 2)
-
-  await server.start()
+  try {
+    await until(() => h.admin.status !== 'ready')
+    const during = [h.job('during'), h.job('during-2', 'text')]
+    assert.equal(await queue.enqueue(during), 0)
+    assert.deepEqual(await queue.isNegative([h.job('during').key]), [false])
+    assert.equal(typeof await queue.depth(), 'number')
+    assert.ok(await redisErrors(metrics) >= 1, 'the failed enqueue is counted')
+    assert.equal(await jobCount(metrics, 'deferred'), 2)
+    assert.equal(await jobCount(metrics, 'dropped') + await jobCount(metrics, 'unknown'), 0)
+  } finally {
+    await server.start()
+  }
+  // Nobody offers them again: the outbox does.
+  await until(() => r.seen.includes(h.job('during').key) && r.seen.includes(h.job('during-2', 'text').key))
+  assert.equal(await jobCount(metrics, 'queued'), 3)
   const late = h.job('after')
   await until(async () => (await queue.enqueue([late])) === 1)
   await until(() => r.seen.includes(late.key))
@@ -405,4 +440,35 @@ test('redis queue: a consumer killed mid-batch (kill -9: renewals stop) loses it
   assert.deepEqual(r.seen.sort(), jobs.map((j) => j.key).sort())
   assert.deepEqual(records.map(({ a, c }) => ({ a, c })), [{ a: 0, c: 1 }, { a: 0, c: 1 }], 'one lost lease each, no attempt')
   assert.equal(await jobCount(rescuer.metrics, 'retried'), 0)
+})
+
+test('redis queue: idle consumers sleep; a job this instance queues wakes them at once, one queued by another waits for the poller', async (t) => {
+  const h = harness(t)
+  // A poll interval far beyond the test's waits: only a wake-up can hand the job over in time.
+  const { queue } = await h.queue({ pollMs: 600_000 })
+  const other = await h.queue()
+  const r = recorder()
+  queue.start(r.handler, { concurrency: 3, batchSize: 4, batchWaitMs: 0 })
+  await sleep(500) // every loop has found nothing and gone to sleep (the first round of takes is a few dozen scripts)
+  const remote = h.job('from-another-instance')
+  assert.equal(await other.queue.enqueue([remote]), 1)
+  const local = h.job('from-this-instance', 'text')
+  assert.equal(await queue.enqueue([local]), 1)
+  await until(() => r.seen.includes(local.key))
+  assert.ok(!r.seen.includes(remote.key), 'nobody polls for the other instance\'s job before the poller\'s wait ends')
+})
+
+test('redis queue: a job that vanished from Redis is sent again by the next miss after the resend window', async (t) => {
+  const h = harness(t)
+  const { queue, metrics } = await h.queue({ resendIntervalMs: 200 })
+  const j = h.job('vanishes')
+  assert.equal(await queue.enqueue([j]), 1)
+  const k = h.keysOf(j)
+  // Lost as an unreplicated write is lost in a failover: every trace of the job gone.
+  await h.admin.multi().hdel(k.jobs, j.key).zrem(k.wait, j.key).zrem(k.born, j.key).exec()
+  assert.equal(await queue.enqueue([j]), 0, 'inside the window: no round trip')
+  assert.equal(await jobCount(metrics, 'deduplicated'), 1)
+  await until(async () => (await queue.enqueue([j])) === 1)
+  assert.equal(await h.admin.hexists(k.jobs, j.key), 1)
+  assert.equal(await jobCount(metrics, 'queued'), 2)
 })

@@ -1,10 +1,8 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { loadBundle } from '../../src/bundle/load-bundle.ts'
-import { EncoderPool } from '../../src/embedding/encoder-pool.ts'
-import { configureSharp, preprocessImage } from '../../src/modalities/image/index.ts'
+import { rawImageEncoderRate } from '../lib/raw-encoder.ts'
 import { startImageOrigin } from '../../support/image-origin.ts'
 import { MODEL_DIR, RESULTS_DIR, SAMPLE_DIR, ctrserve, machine, mustSucceed } from '../../support/cli.ts'
 
@@ -19,36 +17,8 @@ import { MODEL_DIR, RESULTS_DIR, SAMPLE_DIR, ctrserve, machine, mustSucceed } fr
 
 interface WarmJson { seconds: number; jobs: { image: { done: number }; text: { done: number } }; failures: Record<string, number> }
 
-async function rawEncoder(o: { workers: number; ortThreads: number; batch: number; images: number }): Promise<number> {
-  const bundle = await loadBundle(MODEL_DIR)
-  const enc = bundle.manifest.encoders.image
-  configureSharp()
-  const pool = new EncoderPool({
-    kind: 'image', modelPath: join(bundle.dir, enc.file), intraOpThreads: o.ortThreads, inputName: enc.input.name,
-    outputName: enc.output.name, dim: enc.output.dim, imageShape: [3, enc.input.height, enc.input.width],
-  }, o.workers)
-  try {
-    await pool.ready()
-    const files = readdirSync(join(SAMPLE_DIR, 'images')).slice(0, o.batch)
-    const per = 3 * enc.input.height * enc.input.width
-    const batch = new Float32Array(o.batch * per)
-    for (let i = 0; i < o.batch; i++) {
-      const img = await preprocessImage(readFileSync(join(SAMPLE_DIR, 'images', files[i % files.length] as string)), enc.input)
-      batch.set(img.tensor, i * per)
-    }
-    await pool.embedImages(o.batch, batch.slice()) // warm-up: first run allocates
-    const calls = Math.ceil(o.images / o.batch)
-    const inFlight = 2 * o.workers
-    const t0 = performance.now()
-    let next = 0
-    const lane = async (): Promise<void> => {
-      while (next < calls) { next++; await pool.embedImages(o.batch, batch.slice()) }
-    }
-    await Promise.all(Array.from({ length: inFlight }, lane))
-    return (calls * o.batch) / ((performance.now() - t0) / 1000)
-  } finally {
-    await pool.close()
-  }
+function rawEncoder(o: { workers: number; ortThreads: number; batch: number; images: number }): Promise<number> {
+  return rawImageEncoderRate({ ...o, modelDir: MODEL_DIR, sampleDir: SAMPLE_DIR })
 }
 
 /** The sample's items `repeat` times, each copy with its own image URL (query) and title, so every key is new. */

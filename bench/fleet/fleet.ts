@@ -15,7 +15,7 @@ export interface Instance {
   incarnation: number
 }
 
-const OUTCOMES = ['queued', 'deduplicated', 'negative', 'dropped', 'unknown', 'expired', 'done', 'retried', 'failed'] as const
+const OUTCOMES = ['queued', 'deduplicated', 'negative', 'dropped', 'unknown', 'deferred', 'expired', 'done', 'retried', 'failed'] as const
 export type Outcome = (typeof OUTCOMES)[number]
 export type JobCounts = Record<Outcome, number>
 
@@ -27,6 +27,8 @@ export class Fleet {
   readonly instances: Instance[] = []
   /** Last scraped job counters per process (`slot#incarnation`): a killed process keeps its last scrape. */
   readonly lastCounts = new Map<string, JobCounts>()
+  /** Processes replaced by a restart: their output holds their part of the per-key trace. */
+  readonly retired: ServerProcess[] = []
   lastDepth = 0
   #next = 0
   #timer: NodeJS.Timeout | undefined
@@ -82,6 +84,7 @@ export class Fleet {
     const t0 = performance.now()
     inst.proc.kill(signal)
     await inst.proc.exited()
+    this.retired.push(inst.proc)
     inst.proc = await startServerProcess(this.envFor(bundle), inst.port)
     inst.bundle = bundle
     inst.incarnation++
@@ -99,6 +102,11 @@ export class Fleet {
     }
     inst.inRotation = true
     return Math.round(performance.now() - t0)
+  }
+
+  /** Every process's output, retired ones included (complete once they exited). */
+  outputs(): string[][] {
+    return [...this.retired, ...this.instances.map((i) => i.proc)].map((p) => p.output)
   }
 
   async stop(): Promise<void> {

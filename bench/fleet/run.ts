@@ -13,7 +13,10 @@
 // reply timed out counts `unknown` (it may be queued): true lost lies in [lost, lost + unknown].
 // The ground truth is also given: every new title and image URL the load sent, whether its vector
 // is in the cluster at the end under the encoder version of the instance that received it, and if
-// not, whether it is still a job, negatively cached, or nowhere (lost, or never accepted).
+// not, whether it is still a job, negatively cached, or nowhere, and from the per-key trace (every
+// instance at LOG_LEVEL=debug logs each key's enqueue outcome and each job done, trace.ts) why:
+// lost (acknowledged then gone, done but the vector gone, given up, or in the outbox of a killed
+// process) or never offered / suppressed.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir, loadavg } from 'node:os'
@@ -33,6 +36,10 @@ import { timeUntil } from '../lib/wait.ts'
 import { type Body, newStats, runLoad, summarizePhase, type PhaseStats, type PhaseSummary } from '../chaos/load.ts'
 import { type JobCounts, Fleet, type Instance, emptyCounts } from './fleet.ts'
 import { countForeign, ownerPort, queueAtEnd, whereIs } from './cluster-keys.ts'
+import { classify, LOST, type MissingClass, pathOf, readTraces } from './trace.ts'
+
+const sum = (r: Record<string, number>): number => Object.values(r).reduce((a, b) => a + b, 0)
+const LOST_DEFINITION = 'lost = the server took the input (its enqueue was acknowledged, or it was offered and not suppressed by the resend window or throttled by the per-client admission) and after the drain it has no vector, no job and no negative marker'
 
 const args = parseArgs(process.argv.slice(2))
 const RATE = num(args, 'rate', 20)
@@ -47,6 +54,8 @@ const log = (m: string): void => { process.stderr.write(`[fleet ${new Date().toI
 const hardStop = setTimeout(() => { log('hard time limit reached, exiting'); process.exit(2) }, 40 * 60_000)
 hardStop.unref()
 const loadAtStart = loadavg()
+const runT0 = performance.now()
+const atS = (t: number): number => Math.round((t - runT0) / 100) / 10
 
 // ---- participants -------------------------------------------------------------------------------------
 const bundleA = await loadBundle(BUNDLE_DIR)
@@ -63,7 +72,8 @@ admin.on('error', () => undefined) // nodes are killed on purpose
 await new Promise<void>((r) => { if (admin.status === 'ready') r(); else admin.once('ready', () => r()) })
 const origin = await startImageOrigin(SAMPLE_DIR)
 const envFor = (b: 'A' | 'B'): Record<string, string> => ({
-  REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: PREFIX, IMAGE_ALLOWED_HOSTS: '127.0.0.1', LOG_LEVEL: 'warn',
+  // debug: the queue's per-key trace (trace.ts); fastify's request lines come with it.
+  REDIS_CLUSTER_NODES: cluster.seeds, REDIS_PREFIX: PREFIX, IMAGE_ALLOWED_HOSTS: '127.0.0.1', LOG_LEVEL: 'debug',
   EMBED_WORKERS: '1', BUDGET_MS: '200', QUEUE_PARTITIONS: String(PARTITIONS), MODEL_DIR: b === 'A' ? BUNDLE_DIR : dirB,
 })
 const fleet = new Fleet(envFor)
@@ -75,27 +85,36 @@ await fleet.start(INSTANCES, ports)
 const items = sampleItems(origin.baseUrl)
 const contexts = sampleContexts()
 const HOT = 300
-interface Fresh { readonly key: string; readonly sentAt: number; readonly phase: string }
+interface Fresh { readonly key: string; readonly sentAt: number; readonly phase: string; readonly slot: number }
 let currentPhase = 'warmup'
 const fresh: Fresh[] = []
 let seq = 0
 let target: Instance | undefined
+/** The new inputs each request carried, and the HTTP status each input's request got (none: no answer). */
+const carried = new WeakMap<Body, string[]>()
+const statusOf = new Map<string, number>()
+function answered(r: { status: number; body: Body }): void {
+  for (const key of carried.get(r.body) ?? []) statusOf.set(key, r.status)
+}
 function nextBody(extra: Array<Record<string, unknown>> = []): Body {
   const i = seq++
+  const firstFresh = fresh.length
   target = fleet.pick()
   const v = version[target.bundle]
   const pick = (k: number): Record<string, unknown> => ({ ...items[(i * 7919 + k * 104_729) % HOT] })
   const list: Array<Record<string, unknown>> = Array.from({ length: 18 }, (_, k) => pick(k))
   const title = `fleet fresh title ${i}`
   list.push({ id: `ft${i}`, title })
-  fresh.push({ key: embeddingKey(PREFIX, 'text', textVersion, title), sentAt: performance.now(), phase: currentPhase })
+  fresh.push({ key: embeddingKey(PREFIX, 'text', textVersion, title), sentAt: performance.now(), phase: currentPhase, slot: target.slot })
   if (i % 5 === 0) {
     const src = items[HOT + (i / 5) % (items.length - HOT)] as { image_url?: string }
     const url = `${src.image_url ?? ''}?n=${i}`
     list.push({ id: `fi${i}`, image_url: url })
-    fresh.push({ key: embeddingKey(PREFIX, 'image', v, url), sentAt: performance.now(), phase: currentPhase })
+    fresh.push({ key: embeddingKey(PREFIX, 'image', v, url), sentAt: performance.now(), phase: currentPhase, slot: target.slot })
   }
-  return { context: contexts[i % contexts.length] as object, items: [...list, ...extra] }
+  const body = { context: contexts[i % contexts.length] as object, items: [...list, ...extra] }
+  carried.set(body, fresh.slice(firstFresh).map((f) => f.key))
+  return body
 }
 const url = (): string => (target ?? fleet.pick()).proc.url
 
@@ -121,6 +140,7 @@ async function seedProbes(name: string, node: ClusterNode, count: number): Promi
 }
 
 interface PhaseResult extends PhaseSummary {
+  readonly startedAtS: number
   readonly fault: string
   readonly notes: Record<string, unknown>
   readonly jobs: JobCounts
@@ -153,7 +173,11 @@ async function phase(name: string, fault: string, minSeconds: number, inject: (s
   while (injecting || performance.now() - t0 < minSeconds * 1000) {
     await runLoad(stats, {
       url, rate: RATE, seconds: 5, body: () => body(),
-      ...(onLastSource ? { onResponse: (r: { sources: string[]; body: Body }) => { const s = r.sources[r.sources.length - 1]; if (s) onLastSource(s, r.body) } } : {}),
+      onResponse: (r: { status: number; sources: string[]; body: Body }) => {
+        answered(r)
+        const s = r.sources[r.sources.length - 1]
+        if (s && onLastSource) onLastSource(s, r.body)
+      },
     })
   }
   const notes = await notesP
@@ -162,7 +186,7 @@ async function phase(name: string, fault: string, minSeconds: number, inject: (s
   const after = fleet.totals()
   const jobs = emptyCounts()
   for (const k of Object.keys(jobs) as Array<keyof JobCounts>) jobs[k] = after[k] - before[k]
-  const r: PhaseResult = { ...summarizePhase(stats), seconds: Math.round((performance.now() - t0) / 100) / 10, fault, notes, jobs, readyz }
+  const r: PhaseResult = { ...summarizePhase(stats), startedAtS: atS(t0), seconds: Math.round((performance.now() - t0) / 100) / 10, fault, notes, jobs, readyz }
   results.push(r)
   log(`  sent ${r.sent}, 5xx ${r.fiveXx}, conn errors ${r.connectionErrors}, p99 ${r.latency.p99} ms, max ${r.latency.max} ms, jobs ${JSON.stringify(jobs)} ${JSON.stringify(notes)}`)
   return r
@@ -187,7 +211,9 @@ function probing(probes: string[], stats: { firstProbeL2Ms?: number; probeOov: n
 
 // ---- warm-up and phases ------------------------------------------------------------------------------
 log(`warm-up at ${RATE} req/s`)
-await runLoad(newStats('warmup', 15), { url, rate: RATE, seconds: 15, body: () => nextBody() })
+const warmup = newStats('warmup', 15)
+await runLoad(warmup, { url, rate: RATE, seconds: 15, body: () => nextBody(), onResponse: answered })
+log(`  warm-up: sent ${warmup.sent}, statuses ${JSON.stringify(warmup.statuses)}, conn errors ${warmup.connectionErrors}`)
 await sleep(3000)
 
 await phase('baseline', 'none', PHASE_S, async () => ({}))
@@ -254,7 +280,8 @@ await phase('rolling-deploy', `each instance in turn: out of rotation, SIGTERM, 
     origin.delayMs = 2000
     const res = await fetch(`${inst.proc.url}/predict`, { method: 'POST', headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ items: burst.map((image_url, i) => ({ id: `b${i}`, image_url })) }) })
-    for (const k of burstKeys) fresh.push({ key: k, sentAt: performance.now(), phase: currentPhase })
+    for (const k of burstKeys) fresh.push({ key: k, sentAt: performance.now(), phase: currentPhase, slot: inst.slot })
+    for (const k of burstKeys) statusOf.set(k, res.status)
     await sleep(1000)
     const killedAt = performance.now()
     const restart = fleet.restart(inst, 'SIGKILL', 'B')
@@ -284,21 +311,38 @@ const queueEnd = await queueAtEnd(admin, PREFIX)
 const waiting = Object.values(queueEnd.jobsByVersion).reduce((a, b) => a + b, 0)
 const lost = totals.queued - totals.done - totals.failed - totals.expired - waiting
 embedded = await presentCount(freshKeys)
-// Which phase sent the inputs that never got a vector, and where they are.
-const missingByPhase: Record<string, number> = {}
-const missingWhere: Record<string, number> = {}
+// Inputs that never got a vector: where they are now (a job, a negative marker, nowhere).
+const missing: Array<Fresh & { where: 'queued' | 'negative' | 'nowhere' }> = []
 const seen = new Set<string>()
 for (const f of fresh) {
   if (seen.has(f.key)) continue
   seen.add(f.key)
   if (await admin.exists(f.key).catch(() => 0)) continue
-  const where = await whereIs(admin, PREFIX, f.key, PARTITIONS)
-  missingByPhase[f.phase] = (missingByPhase[f.phase] ?? 0) + 1
-  const id = `${where} (${f.key.split(':').slice(1, 3).join(':')}, ${f.phase})`
-  missingWhere[id] = (missingWhere[id] ?? 0) + 1
+  missing.push({ ...f, where: await whereIs(admin, PREFIX, f.key, PARTITIONS) })
 }
 const foreign = await countForeign(admin, PREFIX, version, 50)
 await fleet.stop()
+// Every process has exited: its trace is complete.
+const traces = readTraces(fleet.outputs())
+const byClass: Record<string, number> = {}
+const byClassAndPhase: Record<string, Record<string, number>> = {}
+const missingList = missing.map((m) => {
+  const cls = classify(m.where, traces.get(m.key), statusOf.get(m.key))
+  byClass[cls] = (byClass[cls] ?? 0) + 1
+  const row = byClassAndPhase[cls] ??= {}
+  row[m.phase] = (row[m.phase] ?? 0) + 1
+  return { key: m.key, sentAtS: atS(m.sentAt), phase: m.phase, instance: m.slot, httpStatus: statusOf.get(m.key) ?? null, class: cls, lost: LOST.has(cls), trace: traces.get(m.key) ?? null }
+})
+const lostInputs = missingList.filter((m) => m.lost).length
+// Every new input's enqueue history, by the phase that sent it.
+const paths: Record<string, Record<string, number>> = {}
+const firstSend = new Map<string, Fresh>()
+for (const f of fresh) if (!firstSend.has(f.key)) firstSend.set(f.key, f)
+for (const [key, f] of firstSend) {
+  const row = paths[pathOf(traces.get(key))] ??= {}
+  row[f.phase] = (row[f.phase] ?? 0) + 1
+}
+const phaseStarts = Object.fromEntries(results.map((r) => [r.phase, r.startedAtS]))
 admin.disconnect()
 await origin.close()
 await cluster.stop()
@@ -310,7 +354,10 @@ const out = {
   phases: results,
   accounting: { ...totals, inQueueAtEnd: waiting, queueAtEnd: queueEnd, depthGaugeAtEnd: fleet.lastDepth, drainMs, lost,
     formula: 'lost = queued − done − failed − expired − inQueueAtEnd; true lost in [lost, lost + unknown]' },
-  groundTruth: { freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded, notEmbeddedBySendingPhase: missingByPhase, notEmbeddedWhere: missingWhere },
+  groundTruth: {
+    freshInputsSent: freshKeys.length, embeddedAtEnd: embedded, notEmbedded: freshKeys.length - embedded, lost: lostInputs,
+    lostDefinition: LOST_DEFINITION, enqueuePaths: paths, notEmbeddedByClass: byClass, notEmbeddedByClassAndPhase: byClassAndPhase, phaseStartsS: phaseStarts, notEmbedded_: missingList,
+  },
   foreignVersionVectors: foreign,
 }
 mkdirSync(RESULTS, { recursive: true })
@@ -318,12 +365,20 @@ writeFileSync(join(RESULTS, 'fleet.json'), JSON.stringify(out, null, 2))
 const md = [
   '# Fleet chaos run', '',
   `Generated ${out.generatedAt}, node ${process.version}, \`flock /work/locks/bench.lock npx tsx bench/fleet/run.ts${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}\`. Redis Cluster of 3 masters + 3 replicas (cluster-node-timeout 2 s), ${INSTANCES} ctrserve processes (1 image encoder worker each), loopback image origin. Open-loop load of ${RATE} req/s in total, round robin over the instances in rotation (latency from each request's due time), 19–21 items per request (18 hot, one new title, every 5th request one new image), budget 200 ms. Load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(' / ')}, at end ${out.loadAverage.atEnd.map((x) => x.toFixed(1)).join(' / ')} (shared 2-core machine: absolute latencies are noisy).`, '',
-  '| phase | fault | s | requests | 5xx | conn. errors | p99 (ms) | max (ms) | /readyz non-200 | jobs queued / done / failed (neg. cached) / expired / dropped | recovery and notes |',
+  '| phase | fault | s | requests | 5xx | conn. errors | p99 (ms) | max (ms) | /readyz non-200 | jobs queued / done / failed (neg. cached) / expired / dropped / deferred (outbox) | recovery and notes |',
   '|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|',
-  ...results.map((r) => `| ${r.phase} | ${r.fault} | ${r.seconds} | ${r.sent} | ${r.fiveXx} | ${r.connectionErrors} | ${r.latency.p99} | ${r.latency.max} | ${r.readyz.not200} / ${r.readyz.polls} | ${r.jobs.queued} / ${r.jobs.done} / ${r.jobs.failed} / ${r.jobs.expired} / ${r.jobs.dropped} | ${Object.entries(r.notes).map(([k, v]) => `${k}: ${v === undefined ? 'not reached' : JSON.stringify(v)}`).join('; ')} |`),
+  ...results.map((r) => `| ${r.phase} | ${r.fault} | ${r.seconds} | ${r.sent} | ${r.fiveXx} | ${r.connectionErrors} | ${r.latency.p99} | ${r.latency.max} | ${r.readyz.not200} / ${r.readyz.polls} | ${r.jobs.queued} / ${r.jobs.done} / ${r.jobs.failed} / ${r.jobs.expired} / ${r.jobs.dropped} / ${r.jobs.deferred} | ${Object.entries(r.notes).map(([k, v]) => `${k}: ${v === undefined ? 'not reached' : JSON.stringify(v)}`).join('; ')} |`),
   '',
-  `Jobs over the run (every process; a killed one with its last scrape): queued ${totals.queued}, done ${totals.done}, failed ${totals.failed}, expired ${totals.expired}, dropped ${totals.dropped}, unknown ${totals.unknown}, deduplicated ${totals.deduplicated}, negative ${totals.negative}, retried ${totals.retried}. Still in the queue after a drain of ${drainMs ?? `>${DRAIN_S * 1000}`} ms (job records in the cluster, every version): ${waiting} ${JSON.stringify(queueEnd.jobsByVersion)}, of which leased ${queueEnd.leased}; negative-cache markers: ${queueEnd.negativeMarkers}. **Lost = queued − done − failed − expired − in queue = ${lost}** (an \`unknown\` enqueue may have been queued: true lost lies in [${lost}, ${lost + totals.unknown}]; a process's jobs settled after its last scrape count as lost here).`, '',
-  `Ground truth: ${freshKeys.length} new inputs sent (titles, images, the kill-9 burst); ${embedded} have their vector in the cluster at the end; ${freshKeys.length - embedded} do not (by the phase that sent them: ${JSON.stringify(missingByPhase)}; where they are: ${JSON.stringify(missingWhere)}).`, '',
+  `Jobs over the run (every process; a killed one with its last scrape): queued ${totals.queued}, done ${totals.done}, failed ${totals.failed}, expired ${totals.expired}, dropped ${totals.dropped}, unknown ${totals.unknown}, deferred to the outbox ${totals.deferred}, deduplicated ${totals.deduplicated}, negative ${totals.negative}, retried ${totals.retried}. Still in the queue after a drain of ${drainMs ?? `>${DRAIN_S * 1000}`} ms (job records in the cluster, every version): ${waiting} ${JSON.stringify(queueEnd.jobsByVersion)}, of which leased ${queueEnd.leased}; negative-cache markers: ${queueEnd.negativeMarkers}. **Lost = queued − done − failed − expired − in queue = ${lost}** (an \`unknown\` enqueue may have been queued: true lost lies in [${lost}, ${lost + totals.unknown}]; a process's jobs settled after its last scrape count as lost here).`, '',
+  `Ground truth: ${freshKeys.length} new inputs sent (titles, images, the kill-9 burst); ${embedded} have their vector in the cluster at the end; ${freshKeys.length - embedded} do not. **Lost inputs: ${lostInputs}** (${LOST_DEFINITION}).`, '',
+  'Every input without a vector at the end, by what the per-key trace says became of it (each instance logs every key\'s enqueue outcome and every job done at debug; `bench/fleet/trace.ts`), and the phase that sent it:', '',
+  '| class | lost | inputs | by sending phase |', '|---|---|---:|---|',
+  ...Object.entries(byClass).map(([cls, n]) => `| ${cls} | ${LOST.has(cls as MissingClass) ? 'yes' : 'no'} | ${n} | ${JSON.stringify(byClassAndPhase[cls])} |`),
+  ...(missingList.length === 0 ? ['| (none) | | 0 | |'] : []), '',
+  'Every new input by its enqueue history in the per-key trace (outcomes in order, repeats collapsed; `deferred → queued`: a try that failed, went unanswered or was not yet on a replica, sent again by the outbox) and the phase that sent it:', '',
+  '| enqueue history | inputs | by sending phase |', '|---|---:|---|',
+  ...Object.entries(paths).sort((a, b) => sum(b[1]) - sum(a[1])).map(([path, byPhase]) => `| ${path} | ${sum(byPhase)} | ${JSON.stringify(byPhase)} |`), '',
+  `Phase starts (s after the run start): ${JSON.stringify(phaseStarts)}; each missing input, its send time, instance and trace: \`bench/results/fleet.json\` (groundTruth.notEmbedded_).`, '',
   `Vectors under a foreign encoder version (scan of every master; a bundle-B vector has values near 100): under A's version computed by B ${foreign.aKeysWithB} of ${foreign.aKeys}; under B's version computed by A ${foreign.bKeysWithA} of ${foreign.bKeys}.`, '',
 ]
 writeFileSync(join(RESULTS, 'fleet.md'), md.join('\n'))

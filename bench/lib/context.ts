@@ -57,6 +57,8 @@ export interface ScenarioResult {
   /** Scenario 9: time until the hot set is in L1 after a burst, hit rate over time. */
   recovery?: RecoveryResult
   profile?: ProfileSummary
+  /** Scenario 4: background image embedding during the cold start against the raw encoder, same run. */
+  embedding?: { rawImagesPerS: number; coldImagesPerS: number; share: number }
   readonly notes: string[]
 }
 

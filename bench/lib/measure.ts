@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { DriverResult } from '../load-driver.ts'
 import { httpOk, spawnChild, waitFor } from './children.ts'
-import { type CacheFigures, cacheFigures, diff, scrape } from './metrics.ts'
+import { type CacheFigures, cacheFigures, diff, scrape, sumBy } from './metrics.ts'
 import { coresUsed, cpuSample, loadAverage, machineSample, mainThreadSample, memory, watchRss } from './proc-stats.ts'
 
 // One measured load phase: the load driver in its own process against a target, with CPU of every
@@ -34,6 +34,8 @@ export interface Measurement {
   readonly rss: { readonly endMiB: number; readonly maxMiB: number; readonly peakLifetimeMiB: number }
   /** From the target's /metrics (ctrserve) or /stats (peer), diffed over the phase. */
   readonly cache?: CacheFigures
+  /** ctrserve: images embedded per second by background jobs while the load ran (jobs done). */
+  readonly imagesEmbeddedPerS?: number
 }
 
 export interface Target {
@@ -74,6 +76,10 @@ function peerFigures(a: PeerStats, b: PeerStats): CacheFigures {
   }
 }
 
+function imagesDone(d: Map<string, number>): number {
+  return Object.values(sumBy(d, 'ctrserve_embedding_jobs_total', undefined, { modality: 'image', outcome: 'done' }))[0] ?? 0
+}
+
 export async function measure(target: Target, url: string, bodiesFile: string, load: LoadSpec, others: readonly Participant[]): Promise<Measurement> {
   const dir = mkdtempSync(join(tmpdir(), 'ctrbench-driver-'))
   const out = join(dir, 'result.json')
@@ -94,9 +100,11 @@ export async function measure(target: Target, url: string, bodiesFile: string, l
     // The driver's CPU is read just before it exits (its /proc entry goes away afterwards).
     const poll = setInterval(() => { d1 = cpuSample(driver.pid) ?? d1 }, 250)
     const limit = setTimeout(() => void driver.stop(2000), (load.durationS + (load.timeoutMs ?? 10_000) / 1000 + 60) * 1000)
+    const tLoad = performance.now()
     const code = await new Promise<number | null>((r) => driver.proc.once('exit', (c) => r(c)))
     clearTimeout(limit)
     clearInterval(poll)
+    const imagesEmbeddedPerS = m0 ? imagesDone(diff(m0, await scrape(target.base))) / ((performance.now() - tLoad) / 1000) : undefined
     const after = all.map((p) => cpuSample(p.pid))
     // An overloaded target may still be working off requests the driver gave up on: let it settle
     // (bounded) before reading its counters and before the next phase starts.
@@ -122,6 +130,7 @@ export async function measure(target: Target, url: string, bodiesFile: string, l
       load: { ...load, bodies: bodiesFile }, driver: result, cpu, loadAverage: loadAverage(),
       rss: { endMiB: mem?.rssMiB ?? Number.NaN, maxMiB: maxRss, peakLifetimeMiB: mem?.peakMiB ?? Number.NaN },
       ...(cache ? { cache } : {}),
+      ...(imagesEmbeddedPerS !== undefined ? { imagesEmbeddedPerS: Math.round(imagesEmbeddedPerS * 10) / 10 } : {}),
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -17,6 +17,8 @@ export interface AdmissionOptions {
   /** Buckets remembered (least recently used forgotten first; a forgotten client starts full). */
   readonly maxClients: number
   readonly metrics: { readonly queueAdmission: { inc(labels: { result: 'admitted' | 'throttled' }, value?: number): void } }
+  /** Called per throttled job (the per-key trace at LOG_LEVEL=debug); absent: nothing per key. */
+  readonly onThrottled?: (job: EmbedJob) => void
   readonly now?: () => number
 }
 
@@ -46,7 +48,10 @@ export function withClientAdmission(inner: Enqueue, opts: AdmissionOptions): Enq
       if (client === undefined || jobs.length === 0) return inner.enqueue(jobs)
       const granted = take(client, jobs.length)
       if (granted > 0) opts.metrics.queueAdmission.inc({ result: 'admitted' }, granted)
-      if (granted < jobs.length) opts.metrics.queueAdmission.inc({ result: 'throttled' }, jobs.length - granted)
+      if (granted < jobs.length) {
+        opts.metrics.queueAdmission.inc({ result: 'throttled' }, jobs.length - granted)
+        if (opts.onThrottled) for (const job of jobs.slice(granted)) opts.onThrottled(job)
+      }
       return granted === 0 ? Promise.resolve(0) : inner.enqueue(jobs.slice(0, granted))
     },
   }

@@ -33,7 +33,7 @@ export function createQueue(d: CreateQueueDeps): EmbedQueue {
       ...common, redis: d.redis, prefix: d.config.REDIS_PREFIX, versions: d.versions, log: d.log, name: 'redis',
       // Not QUEUE_CAPACITY: that bounds one process's memory (the CLI sets it to 1); the shared
       // queue keeps its own bound (100,000 jobs per modality and encoder version).
-      partitions: d.config.QUEUE_PARTITIONS, leaseMs: d.config.QUEUE_CLAIM_MS,
+      partitions: d.config.QUEUE_PARTITIONS, leaseMs: d.config.QUEUE_CLAIM_MS, waitReplicas: d.config.QUEUE_WAIT_REPLICAS,
       maxAgeMs: d.config.QUEUE_MAX_AGE_S * 1000, halfLifeMs: d.config.QUEUE_PRIORITY_HALF_LIFE_S * 1000,
     })
   }

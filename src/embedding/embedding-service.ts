@@ -12,11 +12,16 @@ export interface EmbedRequest {
 }
 
 export type EmbedFailure = { ok: false; error: Error; permanent: boolean }
-export type EmbedResult = { ok: true; vector: Float32Array } | EmbedFailure
+/**
+ * `stored`: the service's own write of this vector reached the shared tier (Redis): the whole
+ * batch's write was confirmed. Always false without Redis. The job handler acknowledges on it
+ * instead of writing the vector a second time.
+ */
+export type EmbedResult = { ok: true; vector: Float32Array; stored: boolean } | EmbedFailure
 
-/** Where computed embeddings go (the tiered store). */
+/** Where computed embeddings go (the tiered store); resolves with how many reached Redis. */
 export interface EmbeddingSink {
-  store(entries: Array<{ key: string; vector: Float32Array }>): Promise<unknown>
+  store(entries: Array<{ key: string; vector: Float32Array }>): Promise<number>
 }
 
 export interface EmbeddingServiceDeps {
@@ -81,8 +86,10 @@ export class EmbeddingService {
     else for (const host of new Set(reqs.map((r) => hostOf(r.input)))) this.cost.observe('image', host, ms)
     const entries: Array<{ key: string; vector: Float32Array }> = []
     results.forEach((r, i) => { if (r.ok) entries.push({ key: (reqs[i] as EmbedRequest).key, vector: r.vector }) })
-    if (entries.length > 0) await this.deps.sink.store(entries)
-    return results
+    if (entries.length === 0) return results
+    // One write per batch; its count is all that says whether Redis holds the vectors.
+    const stored = await this.deps.sink.store(entries) >= entries.length
+    return results.map((r) => (r.ok ? { ...r, stored } : r))
   }
 
   private async computeTexts(reqs: readonly EmbedRequest[]): Promise<EmbedResult[]> {
@@ -92,7 +99,7 @@ export class EmbeddingService {
       // A title with no tokens is absent to the model (bundle-format.md "Text"): the OOV vector stands.
       return reqs.map((_, i) => ((inputIds[i]?.length ?? 0) === 0
         ? { ok: false, error: new Error('title has no tokens'), permanent: true }
-        : { ok: true, vector: embeddings.slice(i * dim, (i + 1) * dim) }))
+        : { ok: true, vector: embeddings.slice(i * dim, (i + 1) * dim), stored: false }))
     } catch (err) {
       return reqs.map(() => asFailure(err))
     }
@@ -104,7 +111,7 @@ export class EmbeddingService {
       for (const reason of r.fetchReasons) this.deps.metrics.fetchFailures.inc({ reason })
       const results: EmbedResult[] = reqs.map(() => asFailure(new Error('not computed')))
       const dim = r.embedded.length > 0 ? r.embeddings.length / r.embedded.length : 0
-      r.embedded.forEach((index, j) => { results[index] = { ok: true, vector: r.embeddings.slice(j * dim, (j + 1) * dim) } })
+      r.embedded.forEach((index, j) => { results[index] = { ok: true, vector: r.embeddings.slice(j * dim, (j + 1) * dim), stored: false } })
       for (const f of r.failures) {
         // The reason travels as the cause, as the fetcher's own errors carry it.
         const error = new Error(f.message, f.reason ? { cause: { reason: f.reason } } : undefined)

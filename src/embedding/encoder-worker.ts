@@ -1,34 +1,19 @@
 // Runs one encoder (image CNN or text LSTM) in a worker thread: onnxruntime-node's run() blocks
 // the thread it runs on, so encoders never share the event loop that answers requests.
-import { readlinkSync } from 'node:fs'
-import { setPriority } from 'node:os'
-import { parentPort, workerData } from 'node:worker_threads'
+import { Worker, parentPort, workerData } from 'node:worker_threads'
 import { createSession, float32, int64, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
 import type { EncoderControl, EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer.ts'
-import { CtrError } from '../errors.ts'
-import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
-import { HostLimiter } from '../util/host-limiter.ts'
-import { failureReason } from './failure-reason.ts'
+import type { ImageLoading, LoaderReply, LoaderRequest } from './image-loader-protocol.ts'
+import { lowerThisThread } from '../util/thread-priority.ts'
 
 const data = workerData as EncoderWorkerData
 const port = parentPort
 if (!port) throw new Error('encoder-worker must run in a worker thread')
 
-// On a small machine background embedding competes with the request thread for the same cores:
-// lower this thread's priority (Linux: a thread id is a valid target of setpriority) before the
-// session exists, so threads it creates inherit it. The request path then keeps its latency.
-function lowerPriority(nice: number): string | undefined {
-  if (nice <= 0) return undefined
-  try {
-    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop())
-    setPriority(tid, nice)
-    return undefined
-  } catch (err) {
-    return `could not lower encoder thread priority: ${String(err)}`
-  }
-}
-const priorityWarning = lowerPriority(data.nice ?? 0)
+// Lowered before the session exists, so the threads it creates (ORT, the image loader) inherit
+// the priority: the request path keeps the cores it needs.
+const priorityWarning = lowerThisThread(data.nice ?? 0)
 
 const session = await createSession(data.modelPath, { threads: data.intraOpThreads })
 const output = { embeddings: data.outputName }
@@ -57,52 +42,61 @@ async function runText(titles: readonly string[]): Promise<{ embeddings: Float32
   return { embeddings: new Float32Array(out.embeddings), inputIds: ids }
 }
 
-// URL jobs are fetched, decoded and normalised here too, not on the request thread: at a few
-// hundred new images per second that work alone would saturate the event loop.
-const loading = data.imageLoading
-if (loading) configureSharp()
-const fetcher = loading ? createImageFetcher(loading.fetch) : undefined
-const hosts = new HostLimiter(loading?.hostConcurrency ?? 1)
+// URL jobs are fetched, decoded and normalised off the request thread, and off this one too: in a
+// loader thread of this worker (image-loader-worker.ts), so loading overlaps the encoder runs. The
+// loader inherits this thread's priority. A loader that dies takes this worker with it: the pool
+// replaces both, and the calls they held fail (the queue retries them).
+let active = 0
+let closing = false
+const started = data.imageLoading ? startLoader(data.imageLoading) : undefined
+const loader = started?.worker
+const loads = new Map<number, (r: LoaderReply) => void>()
+let nextLoad = 1
 
-function hostOf(url: string): string {
-  try { return new URL(url).host } catch { return '' }
+function startLoader(loading: ImageLoading): { worker: Worker; ready: Promise<void> } {
+  const entry = new URL('./image-loader-worker.ts', import.meta.url).href
+  const w = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: { entry, loading, nice: data.nice ?? 0 } })
+  let started: () => void = () => undefined
+  const ready = new Promise<void>((resolve) => { started = resolve })
+  w.on('message', (r: LoaderReply | { ready: true }) => {
+    if (!('id' in r)) { started(); return }
+    const resolve = loads.get(r.id)
+    loads.delete(r.id)
+    resolve?.(r)
+  })
+  w.once('error', (err) => { if (!closing) throw new Error(`image loader thread failed: ${String(err)}`) })
+  w.once('exit', (code) => { if (!closing) throw new Error(`image loader thread exited (code ${code})`) })
+  return { worker: w, ready }
 }
 
 async function runImageUrls(urls: readonly string[], deadline: number) {
-  if (!loading || !fetcher) throw new Error('image worker started without imageLoading options')
-  const fetchReasons: string[] = []
-  const metrics = { fetchFailures: { inc: (labels: { reason: string }) => { fetchReasons.push(labels.reason) } } }
-  const loaded = await Promise.all(urls.map((url) => hosts.run(hostOf(url), () => loadImageInput(url, {
-    deadline, spec: loading.spec, fetchOptions: loading.fetch, fetcher, metrics,
-    preprocess: { limitInputPixels: loading.limitInputPixels },
-  })).then((img) => ({ ok: true as const, tensor: img.tensor }), (err: unknown) => ({ ok: false as const, err }))))
-  const embedded: number[] = []
-  const failures: Array<{ index: number; message: string; permanent: boolean; reason?: string }> = []
+  if (!loader) throw new Error('image worker started without imageLoading options')
+  const id = nextLoad++
+  const r = await new Promise<LoaderReply>((resolve) => {
+    loads.set(id, resolve)
+    loader.postMessage({ id, urls, deadline } satisfies LoaderRequest)
+  })
   // Whoever asked has stopped waiting: drop the tensors instead of spending the encoder on them.
-  const late = Date.now() >= deadline
-  loaded.forEach((l, index) => {
-    if (l.ok && late) failures.push({ index, message: 'deadline passed before encoding', permanent: false, reason: 'deadline' })
-    else if (l.ok) embedded.push(index)
-    else failures.push({ index, message: l.err instanceof Error ? l.err.message : String(l.err), permanent: l.err instanceof CtrError && l.err.permanent, reason: failureReason(l.err) })
-  })
-  const per = 3 * loading.spec.height * loading.spec.width
-  const batch = new Float32Array(embedded.length * per)
-  embedded.forEach((index, j) => {
-    const l = loaded[index]
-    if (l?.ok) batch.set(l.tensor, j * per)
-  })
-  const embeddings = embedded.length > 0 ? await runImage(embedded.length, batch) : new Float32Array(0)
-  return { embeddings, embedded, failures, fetchReasons }
+  if (r.embedded.length > 0 && Date.now() >= deadline) {
+    const late = r.embedded.map((index) => ({ index, message: 'deadline passed before encoding', permanent: false, reason: 'deadline' }))
+    return { embeddings: new Float32Array(0), embedded: [], failures: [...r.failures, ...late], fetchReasons: r.fetchReasons }
+  }
+  const embeddings = r.embedded.length > 0 ? await runImage(r.embedded.length, r.batch) : new Float32Array(0)
+  return { embeddings, embedded: r.embedded, failures: r.failures, fetchReasons: r.fetchReasons }
 }
 
-let active = 0
-let closing = false
+async function closeLoader(): Promise<void> {
+  if (!loader) return
+  const exited = new Promise<void>((r) => loader.once('exit', () => r()))
+  loader.postMessage({ kind: 'close' })
+  await exited
+}
 
 /** Releases what the thread holds once its runs end; releasing a session mid-run would crash it. */
 async function closeWorker(): Promise<void> {
   closing = true
   while (active > 0) await new Promise((r) => setTimeout(r, 10))
-  await Promise.allSettled([releaseSession(session), fetcher?.close()])
+  await Promise.allSettled([releaseSession(session), closeLoader()])
   process.exit(0) // in a worker thread this ends the thread only
 }
 
@@ -129,4 +123,6 @@ port.on('message', (req: EncoderRequest | EncoderControl) => {
     (err: unknown) => done({ id: req.id, ok: false, error: err instanceof Error ? err.message : String(err) }),
   )
 })
+// Ready once the loader is too: a call sent earlier would wait for its start-up (seconds under tsx).
+await started?.ready
 port.postMessage({ ready: true, warning: priorityWarning })

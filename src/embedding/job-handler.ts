@@ -35,7 +35,7 @@ export function makeJobHandler(
     if (!modality) return []
     const present = await store.lookup(batch.map((j) => j.key), Date.now() + PRESENCE_CHECK_MS, { count: false })
     const outcomes = new Map<string, JobOutcome>()
-    // Vectors to confirm in Redis: found in this instance's L1 only, or computed now.
+    // Vectors found in this instance's L1 only: written to Redis here (computed ones the service wrote).
     const toStore: Array<{ key: string; vector: Float32Array }> = []
     const todo: EmbedJob[] = []
     batch.forEach((job, i) => {
@@ -49,10 +49,10 @@ export function makeJobHandler(
       results.forEach((r, i) => {
         const job = todo[i] as EmbedJob
         if (r.ok) {
-          // The service already wrote it; written again here because only this write's count
-          // tells whether Redis holds it (an idempotent SET of the same bytes).
-          if (durable) toStore.push({ key: job.key, vector: r.vector })
-          else outcomes.set(job.key, { ok: true })
+          // The service wrote it once; its count says whether Redis holds it.
+          outcomes.set(job.key, !durable || r.stored
+            ? { ok: true }
+            : { ok: false, permanent: false, reason: 'vector not confirmed in Redis (the write after computing it failed)' })
           return
         }
         log.info({ key: job.key, reason: r.error.message, permanent: r.permanent }, 'embedding failed')

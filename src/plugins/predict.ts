@@ -1,5 +1,6 @@
 import fp from 'fastify-plugin'
 import { withClientAdmission } from '../embedding/client-admission.ts'
+import type { EmbedJob } from '../queue/types.ts'
 import { CtrError } from '../errors.ts'
 import { FieldFeatures } from '../fusion/field-features.ts'
 import { RowCache } from '../fusion/row-cache.ts'
@@ -34,7 +35,11 @@ export default fp<PredictPluginOptions>(async (app, opts) => {
   app.decorate('predict', new PredictService({
     bundle, store, scorer, stats: mixtureStatsOf(bundle.manifest), metrics, keyOf, log, ...(vectorSlabs ? { slabs: vectorSlabs } : {}),
     queue: misses === 'queue'
-      ? withClientAdmission(app.queue, { ratePerS: config.QUEUE_CLIENT_RATE, burst: config.QUEUE_CLIENT_BURST, maxClients: 10_000, metrics })
+      ? withClientAdmission(app.queue, {
+        ratePerS: config.QUEUE_CLIENT_RATE, burst: config.QUEUE_CLIENT_BURST, maxClients: 10_000, metrics,
+        // The queue's per-key trace (debug) names throttled keys too, as `queue: enqueue` lines.
+        ...(config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace' ? { onThrottled: (job: EmbedJob) => log.debug({ key: job.key, outcome: 'throttled' }, 'queue: enqueue') } : {}),
+      })
       : dropMisses,
     fields: new FieldFeatures(bundle, new RowCache({ maxBytes: config.FIELD_CACHE_MAX_BYTES, metrics })),
     inline: new InlineCompute({ embedder, permits: new InlinePermits(config.INLINE_CONCURRENCY), maxItems: config.INLINE_MAX_ITEMS }),

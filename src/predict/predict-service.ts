@@ -29,7 +29,7 @@ export interface PredictDeps {
   readonly slabs?: Pick<VectorSlabs, 'slabOf'>
   readonly stats: MixtureStats
   readonly fields: FieldFeatures
-  readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'lateResponses' | 'degraded'>
+  readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'degraded'>
   readonly keyOf: KeyFn
   /** BUDGET_MS, MISS_POLICY and the largest budget_ms a caller may ask for (MAX_BUDGET_MS). */
   readonly defaults: { readonly budgetMs: number; readonly missPolicy: MissPolicy; readonly maxBudgetMs: number }
@@ -135,7 +135,7 @@ export class PredictService {
     this.countSources(image.sources, 'image')
     this.countSources(text.sources, 'text')
     for (const reason of degraded) this.d.metrics.degraded.inc({ reason })
-    if (Date.now() > deadline) this.d.metrics.lateResponses.inc()
+    // Late answers are counted by the /predict route once the response is written.
     // head = assembly + the head's run (+ waiting for a scorer thread); stats = statistics + JSON.
     const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t4 - t2 - done.statsMs, stats: done.statsMs }
     for (const [stage, ms] of Object.entries(timing)) this.d.metrics.requestStage.observe({ stage }, ms / 1000)

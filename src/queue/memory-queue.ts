@@ -14,7 +14,11 @@ import {
 } from './types.ts'
 
 export interface MemoryQueueOptions {
-  /** Most jobs waiting (ready or waiting for a retry); further jobs are dropped. */
+  /**
+   * Most jobs waiting (ready or waiting for a retry). A job offered to a full queue takes the place
+   * of the least requested waiting job when it outranks it (that one is counted `evicted`); else
+   * it is dropped.
+   */
   readonly capacity: number
   /** Attempts per job, the first included, before a transient failure is treated as final. */
   readonly maxAttempts: number
@@ -48,6 +52,20 @@ interface Entry {
   priority: number
   heapIndex: number
   readonly seq: number
+  /** Its place in the lowest-first heap (the eviction order). */
+  readonly low: LowItem
+}
+
+/** An entry seen from the bottom (negated priority): the heap of these pops the least requested first. */
+interface LowItem { priority: number; heapIndex: number; readonly seq: number; readonly key: string }
+
+type EntryFields = Pick<Entry, 'attempt' | 'readyAt' | 'firstQueuedAt' | 'priority' | 'seq'>
+
+function newEntry(job: EmbedJob, f: EntryFields): Entry {
+  return {
+    job, attempt: f.attempt, readyAt: f.readyAt, firstQueuedAt: f.firstQueuedAt, priority: f.priority, seq: f.seq,
+    heapIndex: -1, low: { priority: -f.priority, heapIndex: -1, seq: -f.seq, key: job.key },
+  }
 }
 
 const DEFAULT_HALF_LIFE_MS = 60_000
@@ -56,6 +74,8 @@ type State = 'open' | 'draining' | 'closed'
 
 export class MemoryQueue implements EmbedQueue {
   private readonly ready: Record<Modality, PriorityHeap<Entry>> = { image: new PriorityHeap(), text: new PriorityHeap() }
+  /** The same ready entries, least requested on top: what a full queue evicts. */
+  private readonly lowest: Record<Modality, PriorityHeap<LowItem>> = { image: new PriorityHeap(), text: new PriorityHeap() }
   /** Entries ready or waiting for a retry, by key: a repeated miss raises their priority. */
   private readonly waitingByKey = new Map<string, Entry>()
   private readonly now: () => number
@@ -97,12 +117,12 @@ export class MemoryQueue implements EmbedQueue {
         this.raise(job.key, now)
         tally.add(job.modality, 'deduplicated')
       } else if (this.negative.has(job.key)) tally.add(job.modality, 'negative')
-      else if (this.waiting() >= this.opts.capacity) tally.add(job.modality, 'dropped')
+      else if (!this.roomFor(bumpDemand(undefined, now, this.halfLifeMs), tally)) tally.add(job.modality, 'dropped')
       else {
         this.known.add(job.key)
-        const entry: Entry = { job, attempt: 1, readyAt: now, firstQueuedAt: now, priority: bumpDemand(undefined, now, this.halfLifeMs), heapIndex: -1, seq: this.seq++ }
+        const entry = newEntry(job, { attempt: 1, readyAt: now, firstQueuedAt: now, priority: bumpDemand(undefined, now, this.halfLifeMs), seq: this.seq++ })
         this.waitingByKey.set(job.key, entry)
-        this.ready[job.modality].push(entry)
+        this.pushReady(entry)
         tally.add(job.modality, 'queued')
         accepted++
       }
@@ -118,7 +138,31 @@ export class MemoryQueue implements EmbedQueue {
     const entry = this.waitingByKey.get(key)
     if (!entry) return
     entry.priority = bumpDemand(entry.priority, now, this.halfLifeMs)
+    entry.low.priority = -entry.priority
     this.ready[entry.job.modality].raised(entry)
+    this.lowest[entry.job.modality].changed(entry.low)
+  }
+
+  private pushReady(entry: Entry): void {
+    this.ready[entry.job.modality].push(entry)
+    this.lowest[entry.job.modality].push(entry.low)
+  }
+
+  /**
+   * Whether a new job of this priority may be queued: yes below capacity; when full, only in the
+   * place of the least requested ready job, if it ranks lower (a tail of one-off items must not
+   * keep out the items traffic keeps asking for). Retries waiting for their backoff are not evicted.
+   */
+  private roomFor(priority: number, tally: JobTally): boolean {
+    if (this.waiting() < this.opts.capacity) return true
+    const [a, b] = [this.lowest.image.peek(), this.lowest.text.peek()]
+    const low = a && b ? (a.priority >= b.priority ? a : b) : a ?? b
+    const entry = low ? this.waitingByKey.get(low.key) : undefined
+    if (!entry || entry.priority >= priority) return false
+    this.ready[entry.job.modality].remove(entry)
+    this.lowest[entry.job.modality].remove(entry.low)
+    this.forget(entry, 'evicted', tally)
+    return true
   }
 
   private expired(entry: Entry, now: number): boolean {
@@ -129,14 +173,17 @@ export class MemoryQueue implements EmbedQueue {
     const now = this.now()
     const tally = new JobTally()
     for (const modality of MODALITIES) {
-      for (const entry of this.ready[modality].removeWhere((e) => this.expired(e, now))) this.forget(entry, 'expired', tally)
+      for (const entry of this.ready[modality].removeWhere((e) => this.expired(e, now))) {
+        this.lowest[modality].remove(entry.low)
+        this.forget(entry, 'expired', tally)
+      }
     }
     tally.flush(this.opts.metrics)
     this.changed()
   }
 
   /** The entry leaves the queue unrun. */
-  private forget(entry: Entry, outcome: 'expired' | 'dropped', tally: JobTally): void {
+  private forget(entry: Entry, outcome: 'expired' | 'dropped' | 'evicted', tally: JobTally): void {
     this.known.delete(entry.job.key)
     this.waitingByKey.delete(entry.job.key)
     tally.add(entry.job.modality, outcome)
@@ -228,6 +275,7 @@ export class MemoryQueue implements EmbedQueue {
     while (batch.length < n) {
       const entry = queue.pop()
       if (!entry) break
+      this.lowest[entry.job.modality].remove(entry.low)
       if (this.expired(entry, now)) { this.forget(entry, 'expired', tally); continue }
       this.waitingByKey.delete(entry.job.key)
       batch.push(entry)
@@ -262,7 +310,7 @@ export class MemoryQueue implements EmbedQueue {
         return
       }
       tally.add(job.modality, 'retried')
-      this.scheduleRetry({ ...entry, attempt: entry.attempt + 1, readyAt: 0, heapIndex: -1 })
+      this.scheduleRetry(newEntry(job, { ...entry, attempt: entry.attempt + 1, readyAt: 0 }))
     } else {
       this.known.delete(job.key)
       this.negative.add(job.key, this.opts.negativeTtlMs)
@@ -280,7 +328,7 @@ export class MemoryQueue implements EmbedQueue {
         const tally = new JobTally()
         this.forget(next, 'expired', tally)
         tally.flush(this.opts.metrics)
-      } else this.ready[next.job.modality].push(next)
+      } else this.pushReady(next)
       this.changed()
       this.pump()
     }, delay)
@@ -293,6 +341,7 @@ export class MemoryQueue implements EmbedQueue {
     clearInterval(this.sweepTimer)
     const tally = new JobTally()
     for (const modality of MODALITIES) {
+      this.lowest[modality].clear()
       for (const entry of this.ready[modality].clear()) this.forget(entry, 'dropped', tally)
     }
     for (const { entry, timer } of this.retries.values()) {

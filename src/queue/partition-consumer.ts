@@ -15,6 +15,9 @@ import type { ConsumeOptions, EmbedHandler, JobOutcome, Modality, QueueMetrics }
 export interface QueueLog {
   info(o: object, m: string): void
   warn(o: object, m: string): void
+  /** Per-key traces (enqueue outcomes, jobs done), only when debug is enabled (pino has both). */
+  debug?(o: object, m: string): void
+  isLevelEnabled?(level: string): boolean
 }
 
 export interface PartitionConsumerDeps {
@@ -41,6 +44,8 @@ export interface PartitionConsumerDeps {
 type Mode = 'run' | 'drain' | 'stop'
 type Action = { job: LeasedJob; action: 'ok' | 'retry' | 'fail' | 'release'; arg: string | number; reason?: string }
 
+/** An idle poll waits pollMs, doubling up to this many times pollMs while nothing comes. */
+const MAX_IDLE_FACTOR = 8
 /** Backoff of a loop while Redis is unreachable. */
 const OUTAGE_BACKOFF: BackoffOptions = { baseMs: 100, maxMs: 5_000 }
 /** Most due retries, expired leases and old jobs one TAKE call handles per partition. */
@@ -59,9 +64,25 @@ export class PartitionConsumer {
   private readonly renewals = new Map<string, LeaseRenewal>()
   /** Wakes sleeping loops when the consumer stops, so no timer outlives close(). */
   private readonly stopped = new AbortController()
+  /** Sleeping loops' wake-up calls: a local enqueue, work found, or stop. */
+  private readonly sleepers = new Set<() => void>()
+  /** While every loop is idle, only one polls (the poller); the others sleep until woken. */
+  private poller = false
+  /** Jobs done are logged per key (debug): the fleet bench's trace. */
+  private readonly trace: boolean
 
   constructor(private readonly deps: PartitionConsumerDeps) {
     this.cursor = Math.floor((deps.random ?? Math.random)() * deps.partitions.length)
+    this.trace = deps.log.isLevelEnabled?.('debug') ?? false
+  }
+
+  get modality(): Modality {
+    return this.deps.modality
+  }
+
+  /** New work may be waiting (queued by this process, or found by a loop): sleeping loops look now. */
+  wake(): void {
+    for (const wakeUp of [...this.sleepers]) wakeUp()
   }
 
   start(): void {
@@ -76,6 +97,7 @@ export class PartitionConsumer {
   async stop(drain: boolean, timeoutMs: number): Promise<void> {
     this.mode = drain ? 'drain' : 'stop'
     if (!drain) this.stopped.abort()
+    this.wake() // draining loops must look once more, sleeping ones return
     let timer: NodeJS.Timeout | undefined
     await Promise.race([Promise.all(this.loops), new Promise((resolve) => { timer = setTimeout(resolve, timeoutMs) })])
     clearTimeout(timer)
@@ -87,17 +109,20 @@ export class PartitionConsumer {
     await Promise.all(abandoned.map(([token, jobs]) => this.settle(token, jobs.map((job) => ({ job, action: 'release' as const, arg: '' })))))
   }
 
-  private pause(ms: number): Promise<void> {
+  /** Sleeps `ms` (undefined: until woken); a wake() or stop ends it early. */
+  private pause(ms: number | undefined, wakeable = false): Promise<void> {
     const signal = this.stopped.signal
     if (signal.aborted) return Promise.resolve()
     return new Promise((resolve) => {
       const done = (): void => {
         clearTimeout(timer)
         signal.removeEventListener('abort', done)
+        this.sleepers.delete(done)
         resolve()
       }
-      const timer = setTimeout(done, ms)
+      const timer = ms === undefined ? undefined : setTimeout(done, ms)
       signal.addEventListener('abort', done)
+      if (wakeable || ms === undefined) this.sleepers.add(done)
     })
   }
 
@@ -115,17 +140,35 @@ export class PartitionConsumer {
         failures = 0
         if (jobs.length === 0) {
           if (this.mode === 'drain') return
-          // An idle fleet polls less: pollMs, doubling to 4 × pollMs while nothing comes.
-          await this.pause(this.deps.pollMs * 2 ** Math.min(idle++, 2))
+          await this.idle(idle++)
           continue
         }
         idle = 0
+        this.wake() // there may be more: the sleeping loops take too
         await this.run(token, jobs)
       } catch {
         if (this.stopping()) return
         this.deps.metrics.redisErrors.inc({ op: 'queue_consume' })
         await this.pause(backoffDelayMs(++failures, OUTAGE_BACKOFF, this.deps.random))
       }
+    }
+  }
+
+  /**
+   * Nothing found. One idle loop polls, waiting pollMs doubling to MAX_IDLE_FACTOR × pollMs (due
+   * retries and expired leases are only moved by a take, so someone must look); the others sleep
+   * until woken by a local enqueue or by a loop that found work. A job queued by this process is
+   * taken at once; one queued by another process (whose own consumers were woken) within the
+   * longest idle wait.
+   */
+  private async idle(rounds: number): Promise<void> {
+    const { pollMs } = this.deps
+    if (this.poller) return this.pause(undefined)
+    this.poller = true
+    try {
+      await this.pause(Math.min(pollMs * 2 ** rounds, pollMs * MAX_IDLE_FACTOR), true)
+    } finally {
+      this.poller = false
     }
   }
 
@@ -220,6 +263,7 @@ export class PartitionConsumer {
       const reply = await this.settleWithRetry(keys, args)
       group.forEach((a, i) => {
         if (reply[i] !== 1) return
+        if (a.action === 'ok' && this.trace) this.deps.log.debug?.({ key: a.job.key }, 'queue: job done')
         if (a.action === 'fail') {
           this.deps.log.warn({ key: a.job.key, reason: a.reason, attempts: a.job.attempts + 1, lostLeases: a.job.lostLeases }, 'embedding job failed for good')
         }

@@ -47,6 +47,19 @@ export class PriorityHeap<T extends HeapItem> {
     if (this.items[item.heapIndex] === item) this.up(item.heapIndex)
   }
 
+  /** Call after changing `item.priority` either way. */
+  changed(item: T): void {
+    const i = item.heapIndex
+    if (this.items[i] !== item) return
+    this.down(i)
+    this.up(item.heapIndex)
+  }
+
+  /** Removes `item` if it is in this heap. */
+  remove(item: T): void {
+    if (this.items[item.heapIndex] === item) this.removeAt(item.heapIndex)
+  }
+
   /** Removes every item for which `drop` holds, in O(n); returns them. */
   removeWhere(drop: (item: T) => boolean): T[] {
     const removed: T[] = []

@@ -1,10 +1,10 @@
-import type { RedisCaller } from './lua-script.ts'
+import type { PipelineCaller, RedisCaller } from './lua-script.ts'
 
 // The queue's narrow view of ioredis. Both a `Redis` and a `Cluster` satisfy it (Cluster routes
 // `call` by the first key, and every queue script's keys share one slot).
 
 /** One connection the queue owns (a duplicate of the application's client). */
-export interface QueueConnection extends RedisCaller {
+export interface QueueConnection extends RedisCaller, PipelineCaller {
   readonly status: string
   disconnect(): void
   on(event: 'error', listener: (err: Error) => void): unknown

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto'
 import type { BackoffOptions } from './backoff.ts'
 import { assertConsumeOptions } from './consume-options.ts'
 import { checkEvictionPolicy } from './eviction-policy.ts'
+import { EnqueueOutbox, type HeldJob, type OutboxOptions } from './enqueue-outbox.ts'
 import { JobTally } from './job-tally.ts'
 import { PartitionConsumer, type QueueLog } from './partition-consumer.ts'
 import { parseJobKey, partitionKeys, partitionOf, type PartitionKeys } from './partition-keys.ts'
@@ -51,6 +52,14 @@ export interface RedisQueueOptions {
   readonly enqueueTimeoutMs?: number
   /** A key is sent again (raising its demand) at most this often per instance. Default 1 s. */
   readonly resendIntervalMs?: number
+  /**
+   * Replicas that must acknowledge a new job before it counts queued (QUEUE_WAIT_REPLICAS), at
+   * most as many as its master has connected: each ENQUEUE is followed by WAIT on its node; fewer
+   * acknowledgements leave the job deferred and it is sent again from the outbox. Default 0 (no WAIT).
+   */
+  readonly waitReplicas?: number
+  /** Bounds and pace of the retry outbox. Default 10,000 jobs, 60 s, backoff 200 ms → 5 s. */
+  readonly outbox?: Partial<OutboxOptions>
   /** Unique per process by default (hostname-pid-random); lease tokens start with it. */
   readonly consumerName?: string
   /** `queue` label of the depth gauge. */
@@ -60,6 +69,11 @@ export interface RedisQueueOptions {
 
 /** Jobs per ENQUEUE call: keeps one script's KEYS list and run time small. */
 const ENQUEUE_CHUNK = 200
+/** Longest WAIT after an enqueue (and at most half the enqueue timeout): it blocks the producer connection on that node. */
+const WAIT_TIMEOUT_MS = 100
+const OUTBOX: OutboxOptions = { maxJobs: 10_000, maxAgeMs: 60_000, backoff: { baseMs: 200, maxMs: 5_000 } }
+/** One try of one job: the script's code (and whether enough replicas acknowledged it), a failure, or no reply in time. */
+type Answer = { kind: 'code'; code: unknown; replicated: boolean } | { kind: 'failed' } | { kind: 'timeout' }
 /** Client states before the first connection is up (ioredis). */
 const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
 const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped']])
@@ -73,6 +87,9 @@ export class RedisQueue implements EmbedQueue {
   private readonly producer: QueueConnection
   private consumerConn: QueueConnection | undefined
   private readonly recent: RecentKeys
+  private readonly outbox: EnqueueOutbox
+  /** Per-key enqueue outcomes are logged (debug): read once, the level is fixed at start. */
+  private readonly trace: boolean
   private readonly consumers: PartitionConsumer[] = []
   private readonly partitionCache = new Map<string, PartitionKeys[]>()
   private depthTimer: NodeJS.Timeout | undefined
@@ -88,6 +105,9 @@ export class RedisQueue implements EmbedQueue {
     if (!Number.isInteger(p) || p < 1) throw new RangeError(`queue partitions must be an integer ≥ 1, got ${p}`)
     this.consumerName = opts.consumerName ?? uniqueConsumerName()
     this.recent = new RecentKeys(opts.resendIntervalMs ?? 1_000, 100_000)
+    this.outbox = new EnqueueOutbox({ ...OUTBOX, ...(opts.random ? { random: opts.random } : {}), ...opts.outbox },
+      { resend: (held) => this.resend(held), giveUp: (held) => this.giveUp(held) })
+    this.trace = opts.log.debug !== undefined && (opts.log.isLevelEnabled?.('debug') ?? false)
     this.producer = this.open()
     this.producer.on('ready', () => { this.wasReady = true })
   }
@@ -141,23 +161,15 @@ export class RedisQueue implements EmbedQueue {
   private async offer(jobs: readonly EmbedJob[]): Promise<number> {
     const tally = new JobTally()
     try {
-      if (jobs.length === 0) return 0
-      const groups = new Map<PartitionKeys, EmbedJob[]>()
+      const todo: EmbedJob[] = []
       for (const job of jobs) {
-        const p = this.partitionOfKey(job.key, job.modality)
-        if (this.closed || !p) tally.add(job.modality, 'dropped') // closed, or a key without an encoder version
-        else if (this.recent.seen(job.key)) tally.add(job.modality, 'deduplicated') // sent within the resend interval
-        else groups.set(p, [...groups.get(p) ?? [], job])
+        if (this.closed || !this.partitionOfKey(job.key, job.modality)) this.count(job, 'dropped', tally) // closed, or a key without an encoder version
+        else if (this.recent.seen(job.key)) this.count(job, 'deduplicated', tally, 'resend window') // sent within the resend interval
+        else todo.push(job)
       }
-      if (groups.size === 0) return 0
+      if (todo.length === 0) return 0
       if (this.producer.status !== 'ready') await this.firstConnect()
-      if (this.producer.status !== 'ready') {
-        // Known to be offline: fail at once rather than hold the request.
-        this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' })
-        for (const group of groups.values()) this.refused(group, tally)
-        return 0
-      }
-      return await this.send(groups, tally)
+      return await this.send(todo, tally)
     } finally {
       tally.flush(this.opts.metrics)
     }
@@ -174,58 +186,122 @@ export class RedisQueue implements EmbedQueue {
     while (FIRST_CONNECT.has(this.producer.status) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 5))
   }
 
-  /**
-   * One ENQUEUE per partition chunk, all in parallel, under one timeout. A chunk whose reply did
-   * not come in time is `unknown` (it may well be queued); one that failed is `dropped`.
-   */
-  private async send(groups: Map<PartitionKeys, EmbedJob[]>, tally: JobTally): Promise<number> {
-    const { halfLifeMs = 60_000, capacity = 100_000, partitions = 8 } = this.opts
-    const perPartition = Math.ceil(capacity / partitions)
-    const chunks: Array<{ p: PartitionKeys; jobs: EmbedJob[]; reply?: unknown[]; failed?: boolean }> = []
-    for (const [p, group] of groups) {
-      for (let i = 0; i < group.length; i += ENQUEUE_CHUNK) chunks.push({ p, jobs: group.slice(i, i + ENQUEUE_CHUNK) })
-    }
-    const all = Promise.all(chunks.map(async (c) => {
-      try {
-        const reply = await ENQUEUE.run(this.producer, [...scriptKeys(c.p), ...c.jobs.map((j) => c.p.negative(j.key))],
-          [halfLifeMs, perPartition, ...c.jobs.flatMap((j) => [j.key, j.input])])
-        c.reply = Array.isArray(reply) ? reply : []
-      } catch {
-        c.failed = true
-      }
-    }))
-    try {
-      await withTimeout(all, this.opts.enqueueTimeoutMs ?? 250, 'queue enqueue')
-    } catch {
-      // Timed out: the chunks still unanswered are counted unknown below.
+  /** Sends `jobs` once and records what became of each; returns how many were newly queued. */
+  private async send(jobs: readonly EmbedJob[], tally: JobTally): Promise<number> {
+    let answers: Answer[]
+    if (this.producer.status !== 'ready') {
+      // Known to be offline: fail at once rather than hold the request; the outbox retries.
+      this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' })
+      answers = jobs.map(() => ({ kind: 'failed' }))
+    } else {
+      answers = await this.attempt(jobs)
     }
     let accepted = 0
-    let errors = 0
-    for (const c of chunks) {
-      if (c.reply) {
-        c.jobs.forEach((job, i) => {
-          const outcome = CODE_OUTCOME.get(c.reply?.[i]) ?? 'dropped'
-          if (outcome === 'queued') accepted++
-          tally.add(job.modality, outcome)
-        })
-      } else if (c.failed) {
-        errors++
-        this.refused(c.jobs, tally)
-      } else {
-        errors++
-        for (const job of c.jobs) tally.add(job.modality, 'unknown')
-      }
-    }
-    if (errors > 0) this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' }, errors)
+    jobs.forEach((job, i) => { if (this.settleOffer(job, answers[i] ?? { kind: 'failed' }, tally) === 'queued') accepted++ })
     return accepted
   }
 
-  /** Not queued for sure: counted dropped, and the next miss of each key may try again at once. */
-  private refused(jobs: readonly EmbedJob[], tally: JobTally): void {
-    for (const job of jobs) {
-      this.recent.forget(job.key)
-      tally.add(job.modality, 'dropped')
+  /**
+   * One ENQUEUE per partition chunk, all in parallel, under one timeout; with `waitReplicas`, each
+   * followed by WAIT on its node. One answer per job: the script's code, a failure, or no reply in time.
+   */
+  private async attempt(jobs: readonly EmbedJob[]): Promise<Answer[]> {
+    const { halfLifeMs = 60_000, capacity = 100_000, partitions = 8, waitReplicas = 0 } = this.opts
+    const timeoutMs = this.opts.enqueueTimeoutMs ?? 250
+    const perPartition = Math.ceil(capacity / partitions)
+    const answers: Answer[] = jobs.map(() => ({ kind: 'timeout' }))
+    const groups = new Map<PartitionKeys, number[]>()
+    jobs.forEach((job, i) => {
+      const p = this.partitionOfKey(job.key) as PartitionKeys // offer() checked it
+      const group = groups.get(p)
+      if (group) group.push(i)
+      else groups.set(p, [i])
+    })
+    const chunks: Array<{ p: PartitionKeys; idx: number[] }> = []
+    for (const [p, idx] of groups) {
+      for (let i = 0; i < idx.length; i += ENQUEUE_CHUNK) chunks.push({ p, idx: idx.slice(i, i + ENQUEUE_CHUNK) })
     }
+    let errors = 0
+    const all = Promise.all(chunks.map(async ({ p, idx }) => {
+      const keys = [...scriptKeys(p), ...idx.map((i) => p.negative((jobs[i] as EmbedJob).key))]
+      const args = [halfLifeMs, perPartition, ...idx.flatMap((i) => [(jobs[i] as EmbedJob).key, (jobs[i] as EmbedJob).input])]
+      try {
+        const { reply, wanted, acked } = waitReplicas > 0
+          ? await ENQUEUE.runAndWait(this.producer, keys, args, waitReplicas, Math.min(WAIT_TIMEOUT_MS, Math.floor(timeoutMs / 2)))
+          : { reply: await ENQUEUE.run(this.producer, keys, args), wanted: 0, acked: 0 }
+        const codes = Array.isArray(reply) ? reply : []
+        idx.forEach((i, j) => { answers[i] = { kind: 'code', code: codes[j], replicated: acked >= wanted } })
+      } catch {
+        errors++
+        for (const i of idx) answers[i] = { kind: 'failed' }
+      }
+    }))
+    try {
+      await withTimeout(all, timeoutMs, 'queue enqueue')
+    } catch {
+      // Timed out: the chunks still unanswered stay `timeout`.
+      errors += chunks.filter((c) => answers[c.idx[0] as number]?.kind === 'timeout').length
+    }
+    if (errors > 0) this.opts.metrics.redisErrors.inc({ op: 'queue_enqueue' }, errors)
+    return [...answers] // as of now: a chunk answering after the timeout must not change what was decided
+  }
+
+  /**
+   * What one try of a job means. Queued, already there, negative or full: answered (a retried
+   * job that was maybe queued by an earlier try and is now found there counts queued). A failed
+   * try, no reply in time, or a new job that fewer replicas than asked acknowledged: held in the
+   * outbox and sent again (counted `deferred` once; `dropped` or `unknown` if it is given up).
+   */
+  private settleOffer(job: EmbedJob, answer: Answer, tally: JobTally): JobMetricOutcome {
+    const held = this.outbox.get(job.key)
+    // A new job, or one an earlier try may have queued, counts once enough replicas hold it.
+    const ours = answer.kind === 'code' && (answer.code === 1 || (answer.code === 0 && held?.maybeQueued === true))
+    if (answer.kind === 'code' && (!ours || answer.replicated)) {
+      this.outbox.release(job.key)
+      const outcome = answer.code === 0 && held?.maybeQueued ? 'queued' : CODE_OUTCOME.get(answer.code) ?? 'dropped'
+      this.count(job, outcome, tally)
+      if (outcome === 'queued') this.wake(job)
+      return outcome
+    }
+    const failure = answer.kind === 'failed' ? 'dropped' : 'unknown'
+    // Not known to be queued: the next miss of this key may try again at once.
+    this.recent.forget(job.key)
+    if (!this.outbox.hold(job, failure, answer.kind !== 'failed')) {
+      this.count(job, failure, tally, 'outbox full or closed')
+      return failure
+    }
+    if (!held) this.count(job, 'deferred', tally, answer.kind === 'code' ? 'not acknowledged by enough replicas' : failure === 'dropped' ? 'failed' : 'no reply in time')
+    return 'deferred'
+  }
+
+  /** The outbox's retry round: the held jobs sent once more. */
+  private async resend(held: readonly HeldJob[]): Promise<void> {
+    if (this.producer.status !== 'ready') return // still offline: nothing sent, they stay held
+    const tally = new JobTally()
+    try {
+      await this.send(held.map((h) => h.job), tally)
+    } finally {
+      tally.flush(this.opts.metrics)
+    }
+  }
+
+  /** Jobs the outbox gave up (too old, or the queue closed): counted by their last failure. */
+  private giveUp(held: readonly HeldJob[]): void {
+    const tally = new JobTally()
+    for (const h of held) this.count(h.job, h.failure, tally, 'outbox gave up')
+    tally.flush(this.opts.metrics)
+  }
+
+  /** Counts one job's outcome; with LOG_LEVEL=debug also logs it per key (the fleet bench's trace). */
+  private count(job: EmbedJob, outcome: JobMetricOutcome, tally: JobTally, why?: string): void {
+    tally.add(job.modality, outcome)
+    if (this.trace) this.opts.log.debug?.({ key: job.key, outcome, ...(why ? { why } : {}) }, 'queue: enqueue')
+  }
+
+  /** A job of this instance's encoder version was queued here: its idle consumers look at once. */
+  private wake(job: EmbedJob): void {
+    if (parseJobKey(job.key)?.version !== this.opts.versions[job.modality]) return
+    for (const c of this.consumers) if (c.modality === job.modality) c.wake()
   }
 
   start(handler: EmbedHandler, consume: ConsumeOptions): void {
@@ -314,6 +390,7 @@ export class RedisQueue implements EmbedQueue {
     clearInterval(this.depthTimer)
     await Promise.all(this.consumers.map((c) => c.stop(drain, timeoutMs)))
     await Promise.allSettled([...this.sending])
+    await this.outbox.close()
     this.consumerConn?.disconnect()
     this.producer.disconnect()
   }

@@ -67,9 +67,13 @@ export interface QueueMetrics {
 /**
  * queued: newly accepted; deduplicated: already queued or in flight (its priority was raised);
  * negative: skipped because negatively cached; dropped: refused (queue full or closed, or
- * abandoned at close); unknown: the enqueue's reply never came (it may or may not be queued);
- * expired: waited longer than the queue's maximum age and was dropped unrun;
+ * abandoned at close, or a failed enqueue the outbox gave up); unknown: the enqueue's reply (or its
+ * replicas' acknowledgement) never came and the outbox gave up (it may or may not be queued);
+ * deferred: a try failed or went unanswered, the job waits in the outbox to be sent again (it
+ * then counts once more, by what became of it);
+ * expired: waited longer than the queue's maximum age and was dropped unrun; evicted: left a full
+ * in-process queue unrun to make room for a job that was asked for more;
  * done / retried / failed: handler results (failed = permanent or out of attempts, then negative).
  */
 export type JobMetricOutcome =
-  | 'queued' | 'deduplicated' | 'negative' | 'dropped' | 'unknown' | 'expired' | 'done' | 'retried' | 'failed'
+  | 'queued' | 'deduplicated' | 'negative' | 'dropped' | 'unknown' | 'deferred' | 'expired' | 'evicted' | 'done' | 'retried' | 'failed'
