@@ -88,8 +88,10 @@ test('redis queue: two instances on one Redis handle a job enqueued by both exac
   assert.deepEqual([...ra.seen, ...rb.seen].sort(), jobs.map((j) => j.key).sort(), 'every key handled exactly once')
   assert.equal(await jobCount(a.metrics, 'deduplicated') + await jobCount(b.metrics, 'deduplicated'), 48)
   assert.equal(await a.queue.depth(), 0)
-  const left = (await h.admin.keys(`${h.prefix}:q:*`)).filter((k) => !k.includes(':neg:'))
+  // Left: negative markers and the done set (it expires after the done window).
+  const left = (await h.admin.keys(`${h.prefix}:q:*`)).filter((k) => !k.includes(':neg:') && !k.endsWith(':done'))
   assert.deepEqual(left, [], 'no waiting, leased, owner, born or record keys remain')
+  assert.ok(await h.admin.pttl(h.keysOf(jobs[1] as EmbedJob).done) > 0, 'the done set expires')
   assert.equal(await a.queue.enqueue([jobs[1] as EmbedJob]), 1, 'a finished key can be enqueued again')
 })
 
@@ -172,6 +174,30 @@ test('redis queue: an enqueue whose reply does not come in time is deferred, ret
   assert.equal(await h.admin.hexists(h.keysOf(paused).jobs, paused.key), 1)
   assert.equal(await jobCount(metrics, 'deduplicated'), 0, 'its own earlier try, not another instance\'s job')
   assert.ok(await redisErrors(metrics, 'queue_enqueue') >= 1)
+})
+
+test('redis queue: a resend of a job its unanswered first try queued, and that another instance has finished since, is not run again', async (t) => {
+  const h = harness(t)
+  // A: the producer; its first retry round comes 2 s after the try (equal jitter, random 0).
+  const a = await h.queue({ enqueueTimeoutMs: 100, outbox: { backoff: { baseMs: 4_000, maxMs: 4_000 } } })
+  const b = await h.queue()
+  const rb = recorder()
+  b.queue.start(rb.handler, CONSUME)
+  const job = h.job('finished-before-resend')
+  await h.admin.call('CLIENT', 'PAUSE', '300', 'WRITE')
+  assert.equal(await a.queue.enqueue([job]), 0, 'no reply in time')
+  assert.equal(await jobCount(a.metrics, 'deferred'), 1)
+  // The paused write lands: B runs the job and finishes it; then B stops consuming.
+  await until(async () => await jobCount(b.metrics, 'done') === 1)
+  await b.queue.close({ drain: true, timeoutMs: 5_000 })
+  // A's resend finds it finished: counted queued (its first try queued it), not queued again.
+  await until(async () => await jobCount(a.metrics, 'queued') === 1)
+  assert.equal(await h.admin.hexists(h.keysOf(job).jobs, job.key), 0, 'not queued a second time')
+  assert.ok(Number(await h.admin.zscore(h.keysOf(job).done, job.key)) > 0, 'remembered as done')
+  assert.deepEqual(rb.seen, [job.key], 'run once')
+  assert.equal(await jobCount(a.metrics, 'deduplicated') + await jobCount(a.metrics, 'unknown') + await jobCount(a.metrics, 'dropped'), 0)
+  // A fresh offer does not consult the done set: a finished key whose vector went missing is queued again.
+  assert.equal(await a.queue.enqueue([job]), 1)
 })
 
 test('redis queue: a refused enqueue is retried until accepted; past the outbox\'s age it is given up and counted dropped', async (t) => {

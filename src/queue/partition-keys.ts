@@ -21,6 +21,12 @@ export interface PartitionKeys {
   readonly owner: string
   /** ZSET of every job in the partition, score = first queued (ms): the index of QUEUE_MAX_AGE_S. */
   readonly born: string
+  /**
+   * ZSET of jobs finished recently, score = when (ms, Redis clock), trimmed to the done window.
+   * An outbox resend of a job whose earlier, unanswered try queued it finds it here and is not
+   * run a second time; fresh offers do not look here.
+   */
+  readonly done: string
   /** Marker set after a permanent or exhausted failure (value = reason, PX TTL); same slot. */
   negative(cacheKey: string): string
 }
@@ -35,6 +41,7 @@ export function partitionKeys(prefix: string, modality: Modality, version: strin
     active: `${base}:active`,
     owner: `${base}:owner`,
     born: `${base}:born`,
+    done: `${base}:done`,
     negative: (cacheKey) => `${base}:neg:${cacheKey}`,
   }
 }

@@ -76,7 +76,14 @@ const OUTBOX: OutboxOptions = { maxJobs: 10_000, maxAgeMs: 60_000, backoff: { ba
 type Answer = { kind: 'code'; code: unknown; replicated: boolean } | { kind: 'failed' } | { kind: 'timeout' }
 /** Client states before the first connection is up (ioredis). */
 const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
-const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped']])
+const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped'], [2, 'deduplicated']])
+/**
+ * How long a finished job is remembered so an outbox resend of it is not run twice: the outbox's
+ * longest hold plus slack for clock skew between instances and Redis.
+ */
+export function doneWindowMs(outboxMaxAgeMs: number): number {
+  return Math.max(65_000, outboxMaxAgeMs + 5_000)
+}
 
 export function uniqueConsumerName(): string {
   return `${hostname()}-${process.pid}-${randomBytes(4).toString('hex')}`
@@ -88,6 +95,7 @@ export class RedisQueue implements EmbedQueue {
   private consumerConn: QueueConnection | undefined
   private readonly recent: RecentKeys
   private readonly outbox: EnqueueOutbox
+  private readonly doneWindowMs: number
   /** Per-key enqueue outcomes are logged (debug): read once, the level is fixed at start. */
   private readonly trace: boolean
   private readonly consumers: PartitionConsumer[] = []
@@ -105,6 +113,7 @@ export class RedisQueue implements EmbedQueue {
     if (!Number.isInteger(p) || p < 1) throw new RangeError(`queue partitions must be an integer ≥ 1, got ${p}`)
     this.consumerName = opts.consumerName ?? uniqueConsumerName()
     this.recent = new RecentKeys(opts.resendIntervalMs ?? 1_000, 100_000)
+    this.doneWindowMs = doneWindowMs(opts.outbox?.maxAgeMs ?? OUTBOX.maxAgeMs)
     this.outbox = new EnqueueOutbox({ ...OUTBOX, ...(opts.random ? { random: opts.random } : {}), ...opts.outbox },
       { resend: (held) => this.resend(held), giveUp: (held) => this.giveUp(held) })
     this.trace = opts.log.debug !== undefined && (opts.log.isLevelEnabled?.('debug') ?? false)
@@ -224,7 +233,10 @@ export class RedisQueue implements EmbedQueue {
     let errors = 0
     const all = Promise.all(chunks.map(async ({ p, idx }) => {
       const keys = [...scriptKeys(p), ...idx.map((i) => p.negative((jobs[i] as EmbedJob).key))]
-      const args = [halfLifeMs, perPartition, ...idx.flatMap((i) => [(jobs[i] as EmbedJob).key, (jobs[i] as EmbedJob).input])]
+      const args = [halfLifeMs, perPartition, this.doneWindowMs, ...idx.flatMap((i) => {
+        const job = jobs[i] as EmbedJob
+        return [job.key, job.input, this.outbox.get(job.key)?.maybeQueued ? '1' : '0']
+      })]
       try {
         const { reply, wanted, acked } = waitReplicas > 0
           ? await ENQUEUE.runAndWait(this.producer, keys, args, waitReplicas, Math.min(WAIT_TIMEOUT_MS, Math.floor(timeoutMs / 2)))
@@ -255,10 +267,12 @@ export class RedisQueue implements EmbedQueue {
   private settleOffer(job: EmbedJob, answer: Answer, tally: JobTally): JobMetricOutcome {
     const held = this.outbox.get(job.key)
     // A new job, or one an earlier try may have queued, counts once enough replicas hold it.
-    const ours = answer.kind === 'code' && (answer.code === 1 || (answer.code === 0 && held?.maybeQueued === true))
-    if (answer.kind === 'code' && (!ours || answer.replicated)) {
+    // A resend that finds the job there (0) or finished since (2) means an earlier try queued it.
+    const earlier = answer.kind === 'code' && (answer.code === 0 || answer.code === 2) && held?.maybeQueued === true
+    const ours = answer.kind === 'code' && (answer.code === 1 || earlier)
+    if (answer.kind === 'code' && (!ours || answer.replicated || answer.code === 2)) {
       this.outbox.release(job.key)
-      const outcome = answer.code === 0 && held?.maybeQueued ? 'queued' : CODE_OUTCOME.get(answer.code) ?? 'dropped'
+      const outcome = earlier ? 'queued' : CODE_OUTCOME.get(answer.code) ?? 'dropped'
       this.count(job, outcome, tally)
       if (outcome === 'queued') this.wake(job)
       return outcome
@@ -323,6 +337,7 @@ export class RedisQueue implements EmbedQueue {
         maxLostLeases: this.opts.maxLostLeases ?? 10,
         backoff: this.opts.backoff,
         negativeTtlMs: this.opts.negativeTtlMs,
+        doneWindowMs: this.doneWindowMs,
         leaseMs: this.opts.leaseMs ?? 30_000,
         maxAgeMs: this.opts.maxAgeMs ?? 3_600_000,
         pollMs: this.opts.pollMs ?? 250,

@@ -45,25 +45,29 @@ KEYS[2]         jobs HASH (cache key → record JSON {i, a, c, t, p})
 KEYS[3]         delayed ZSET (score = due time, ms)
 KEYS[4]         active ZSET (score = lease expiry, ms)
 KEYS[5]         owner HASH (cache key → lease token)
-KEYS[6]         born ZSET (score = first queued, ms)`
+KEYS[6]         born ZSET (score = first queued, ms)
+KEYS[7]         done ZSET (score = finished, ms; only jobs finished within the done window)`
 
 export const ENQUEUE = new LuaScript('enqueue', `
 --[[ enqueue: admit jobs into one partition, deduplicated across instances; a job already there
 (waiting, delayed or leased) has its demand raised instead.
 ${PARTITION_KEYS}
-KEYS[6+i]       job i's negative marker (i = 1..n)
+KEYS[7+i]       job i's negative marker (i = 1..n)
 ARGV[1]         demand half-life, ms
 ARGV[2]         most jobs in the partition (waiting + delayed + leased), 0 = unbounded
-ARGV[1+2i]      job i's cache key
-ARGV[2+2i]      job i's input (URL or title)
+ARGV[3]         done window, ms
+ARGV[1+3i]      job i's cache key
+ARGV[2+3i]      job i's input (URL or title)
+ARGV[3+3i]      '1' when this is a resend of a job an earlier, unanswered try may have queued
 Returns: array, one code per job: 1 queued, 0 already there (demand raised), -1 negatively cached,
-         -2 partition full ]]
+         -2 partition full, 2 a resend of a job that has finished since (not queued again) ]]
 ${PRELUDE}
 local x = now / tonumber(ARGV[1])
 local maxJobs = tonumber(ARGV[2])
+local doneSince = now - tonumber(ARGV[3])
 local out = {}
-for i = 1, #KEYS - 6 do
-  local key, input = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+for i = 1, #KEYS - 7 do
+  local key, input, resend = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
   local raw = redis.call('HGET', KEYS[2], key)
   local rec = decode(raw)
   if raw and not rec then forget(key) end -- a malformed record goes with all its traces
@@ -73,8 +77,10 @@ for i = 1, #KEYS - 6 do
     redis.call('HSET', KEYS[2], key, cjson.encode(rec))
     redis.call('ZADD', KEYS[1], 'XX', p, key)
     out[i] = 0
-  elseif redis.call('EXISTS', KEYS[6 + i]) == 1 then
+  elseif redis.call('EXISTS', KEYS[7 + i]) == 1 then
     out[i] = -1
+  elseif resend == '1' and (tonumber(redis.call('ZSCORE', KEYS[7], key)) or -1) >= doneSince then
+    out[i] = 2
   elseif maxJobs > 0 and redis.call('HLEN', KEYS[2]) >= maxJobs then
     out[i] = -2
   else
@@ -175,18 +181,21 @@ export const SETTLE = new LuaScript('settle', `
 stored); retry: failed attempts + 1, back after a delay; fail: gone, negative marker set with the
 reason; release: back to waiting untouched (handed back at shutdown, no attempt counted).
 ${PARTITION_KEYS}
-KEYS[6+i]       job i's negative marker (i = 1..n)
+KEYS[7+i]       job i's negative marker (i = 1..n)
 ARGV[1]         lease token of the delivery
 ARGV[2]         negative marker TTL, ms
-ARGV[3i]        job i's cache key
-ARGV[3i+1]      job i's action: 'ok' | 'retry' | 'fail' | 'release'
-ARGV[3i+2]      retry: delay, ms; fail: reason; otherwise ignored
+ARGV[3]         done window, ms: an 'ok' job is remembered in KEYS[7] this long
+ARGV[1+3i]      job i's cache key
+ARGV[2+3i]      job i's action: 'ok' | 'retry' | 'fail' | 'release'
+ARGV[3+3i]      retry: delay, ms; fail: reason; otherwise ignored
 Returns: array, one per job: 1 settled, 0 not held by this delivery any more (its lease expired
          and another delivery took it: nothing is changed, so nothing is counted twice) ]]
 ${PRELUDE}
 local out = {}
-for i = 1, #KEYS - 6 do
-  local key, action, arg = ARGV[3 * i], ARGV[3 * i + 1], ARGV[3 * i + 2]
+local window = tonumber(ARGV[3])
+local finished = 0
+for i = 1, #KEYS - 7 do
+  local key, action, arg = ARGV[1 + 3 * i], ARGV[2 + 3 * i], ARGV[3 + 3 * i]
   if redis.call('HGET', KEYS[5], key) ~= ARGV[1] then
     out[i] = 0
   else
@@ -195,7 +204,8 @@ for i = 1, #KEYS - 6 do
     local rec = decode(redis.call('HGET', KEYS[2], key))
     if action == 'ok' or action == 'fail' or not rec then
       forget(key)
-      if action == 'fail' then redis.call('SET', KEYS[6 + i], arg, 'PX', ARGV[2]) end
+      if action == 'fail' then redis.call('SET', KEYS[7 + i], arg, 'PX', ARGV[2]) end
+      if action == 'ok' then redis.call('ZADD', KEYS[7], now, key); finished = finished + 1 end
     elseif action == 'retry' then
       rec.a = rec.a + 1
       redis.call('HSET', KEYS[2], key, cjson.encode(rec))
@@ -206,9 +216,13 @@ for i = 1, #KEYS - 6 do
     out[i] = 1
   end
 end
+if finished > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - window)
+  redis.call('PEXPIRE', KEYS[7], window)
+end
 return out`)
 
-/** The six partition keys in the order every script's KEYS[1..6] expects. */
-export function scriptKeys(p: { wait: string; jobs: string; delayed: string; active: string; owner: string; born: string }): string[] {
-  return [p.wait, p.jobs, p.delayed, p.active, p.owner, p.born]
+/** The seven partition keys in the order every script's KEYS[1..6] expects. */
+export function scriptKeys(p: { wait: string; jobs: string; delayed: string; active: string; owner: string; born: string; done: string }): string[] {
+  return [p.wait, p.jobs, p.delayed, p.active, p.owner, p.born, p.done]
 }
