@@ -223,6 +223,30 @@ test('redis queue: a refused enqueue is retried until accepted; past the outbox\
   assert.equal(await jobCount(patient.metrics, 'dropped'), 0)
 })
 
+test('redis queue: a full partition takes a new job in place of its least requested waiting one (counted evicted); jobs asked for more are kept', async (t) => {
+  const h = harness(t)
+  const { queue, metrics, log } = await h.queue({ partitions: 1, capacity: 3 })
+  const k = partitionKeys(h.prefix, 'image', 'v1', 0)
+  const [old, hot1, hot2, fresh, late] = ['old', 'hot1', 'hot2', 'fresh', 'late'].map((n) => h.job(n)) as EmbedJob[]
+  assert.equal(await queue.enqueue([old]), 1)
+  await sleep(5) // Redis time moves on: `old`'s one request has decayed below a request now
+  assert.equal(await queue.enqueue([hot1, hot2]), 2)
+  for (let i = 0; i < 3; i++) assert.equal(await queue.enqueue([hot1, hot2]), 0, 'asked for again: demand raised')
+  await sleep(5)
+  assert.equal(await queue.enqueue([fresh]), 1, 'full, but it outranks the least requested waiting job')
+  assert.equal(await jobCount(metrics, 'evicted'), 1)
+  assert.deepEqual((await h.admin.zrange(k.wait, 0, -1)).sort(), [fresh, hot1, hot2].map((j) => j.key).sort())
+  assert.equal(await h.admin.hexists(k.jobs, old.key), 0, 'the evicted job leaves no trace')
+  assert.equal(await h.admin.zscore(k.born, old.key), null)
+  // Every waiting job now counts at least one request as recent as a new one: the new one is refused.
+  for (let i = 0; i < 3; i++) await queue.enqueue([fresh])
+  assert.equal(await queue.enqueue([late]), 0)
+  assert.equal(await jobCount(metrics, 'dropped'), 1)
+  assert.equal(await jobCount(metrics, 'evicted'), 1)
+  assert.equal(await h.admin.hlen(k.jobs), 3)
+  assert.equal(log.length, 0)
+})
+
 test('redis queue: the outbox is bounded: a failed job past its capacity is dropped at once', async (t) => {
   const h = harness(t)
   const { queue, metrics } = await h.queue({ outbox: { maxJobs: 2 } })

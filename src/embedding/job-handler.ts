@@ -15,6 +15,10 @@ export interface JobStore {
 const PRESENCE_CHECK_MS = 500
 // Bound on confirming a write to Redis; past it the write counts as failed (the job is retried).
 const STORE_MS = 2_000
+// A background job has no caller waiting on a deadline: each fetch is bounded from its own start
+// (IMAGE_FETCH_TIMEOUT_MS, in the fetcher), and an image loaded while encoders were busy is encoded,
+// not dropped and fetched again (which cost retries and CPU during cold starts).
+const NO_DEADLINE = Number.POSITIVE_INFINITY
 
 /**
  * The queue's handler: one micro-batch of one modality through the embedding service. A job is
@@ -26,7 +30,6 @@ const STORE_MS = 2_000
 export function makeJobHandler(
   embedder: Pick<EmbeddingService, 'compute'>,
   store: JobStore,
-  jobTimeoutMs: number,
   log: { info(o: object, m: string): void },
 ): EmbedHandler {
   const durable = store.l2 !== undefined
@@ -45,7 +48,7 @@ export function makeJobHandler(
       else toStore.push({ key: job.key, vector: hit.vector })
     })
     if (todo.length > 0) {
-      const results = await embedder.compute(modality, todo.map((j) => ({ key: j.key, input: j.input })), Date.now() + jobTimeoutMs)
+      const results = await embedder.compute(modality, todo.map((j) => ({ key: j.key, input: j.input })), NO_DEADLINE)
       results.forEach((r, i) => {
         const job = todo[i] as EmbedJob
         if (r.ok) {

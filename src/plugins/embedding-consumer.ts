@@ -11,7 +11,7 @@ import { MemoryQueue } from '../queue/memory-queue.ts'
  */
 export default fp(async (app) => {
   const { config, queue, embedder, store, log, snapshots } = app
-  queue.start(makeJobHandler(embedder, store, config.IMAGE_FETCH_TIMEOUT_MS + 1000, log), {
+  queue.start(makeJobHandler(embedder, store, log), {
     concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,
   })
   // In-process queue with a snapshot file: unfinished jobs are saved with the L1 snapshot at

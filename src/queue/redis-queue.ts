@@ -73,10 +73,10 @@ const ENQUEUE_CHUNK = 200
 const WAIT_TIMEOUT_MS = 100
 const OUTBOX: OutboxOptions = { maxJobs: 10_000, maxAgeMs: 60_000, backoff: { baseMs: 200, maxMs: 5_000 } }
 /** One try of one job: the script's code (and whether enough replicas acknowledged it), a failure, or no reply in time. */
-type Answer = { kind: 'code'; code: unknown; replicated: boolean } | { kind: 'failed' } | { kind: 'timeout' }
+type Answer = { kind: 'code'; code: unknown; replicated: boolean; evicted?: string } | { kind: 'failed' } | { kind: 'timeout' }
 /** Client states before the first connection is up (ioredis). */
 const FIRST_CONNECT = new Set(['wait', 'connecting', 'connect'])
-const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped'], [2, 'deduplicated']])
+const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [3, 'queued'], [0, 'deduplicated'], [-1, 'negative'], [-2, 'dropped'], [2, 'deduplicated']])
 /**
  * How long a finished job is remembered so an outbox resend of it is not run twice: the outbox's
  * longest hold plus slack for clock skew between instances and Redis.
@@ -242,7 +242,13 @@ export class RedisQueue implements EmbedQueue {
           ? await ENQUEUE.runAndWait(this.producer, keys, args, waitReplicas, Math.min(WAIT_TIMEOUT_MS, Math.floor(timeoutMs / 2)))
           : { reply: await ENQUEUE.run(this.producer, keys, args), wanted: 0, acked: 0 }
         const codes = Array.isArray(reply) ? reply : []
-        idx.forEach((i, j) => { answers[i] = { kind: 'code', code: codes[j], replicated: acked >= wanted } })
+        idx.forEach((i, j) => {
+          const c: unknown = codes[j]
+          // {3, key}: queued in place of `key`, the partition's least requested waiting job.
+          answers[i] = Array.isArray(c)
+            ? { kind: 'code', code: c[0], replicated: acked >= wanted, evicted: String(c[1]) }
+            : { kind: 'code', code: c, replicated: acked >= wanted }
+        })
       } catch {
         errors++
         for (const i of idx) answers[i] = { kind: 'failed' }
@@ -266,10 +272,14 @@ export class RedisQueue implements EmbedQueue {
    */
   private settleOffer(job: EmbedJob, answer: Answer, tally: JobTally): JobMetricOutcome {
     const held = this.outbox.get(job.key)
+    // 3: queued in a full partition in place of its least requested waiting job, gone for good.
+    if (answer.kind === 'code' && answer.evicted !== undefined) {
+      this.count({ ...job, key: answer.evicted }, 'evicted', tally, `made room for ${job.key}`)
+    }
     // A new job, or one an earlier try may have queued, counts once enough replicas hold it.
     // A resend that finds the job there (0) or finished since (2) means an earlier try queued it.
     const earlier = answer.kind === 'code' && (answer.code === 0 || answer.code === 2) && held?.maybeQueued === true
-    const ours = answer.kind === 'code' && (answer.code === 1 || earlier)
+    const ours = answer.kind === 'code' && (answer.code === 1 || answer.code === 3 || earlier)
     if (answer.kind === 'code' && (!ours || answer.replicated || answer.code === 2)) {
       this.outbox.release(job.key)
       const outcome = earlier ? 'queued' : CODE_OUTCOME.get(answer.code) ?? 'dropped'

@@ -59,8 +59,9 @@ ARGV[3]         done window, ms
 ARGV[1+3i]      job i's cache key
 ARGV[2+3i]      job i's input (URL or title)
 ARGV[3+3i]      '1' when this is a resend of a job an earlier, unanswered try may have queued
-Returns: array, one code per job: 1 queued, 0 already there (demand raised), -1 negatively cached,
-         -2 partition full, 2 a resend of a job that has finished since (not queued again) ]]
+Returns: array, one code per job: 1 queued, {3, evicted key} queued in place of the least
+         requested waiting job, 0 already there (demand raised), -1 negatively cached, -2 partition full of
+         jobs at least as requested, 2 a resend of a job that has finished since (not queued again) ]]
 ${PRELUDE}
 local x = now / tonumber(ARGV[1])
 local maxJobs = tonumber(ARGV[2])
@@ -81,13 +82,20 @@ for i = 1, #KEYS - 7 do
     out[i] = -1
   elseif resend == '1' and (tonumber(redis.call('ZSCORE', KEYS[7], key)) or -1) >= doneSince then
     out[i] = 2
-  elseif maxJobs > 0 and redis.call('HLEN', KEYS[2]) >= maxJobs then
-    out[i] = -2
   else
-    redis.call('HSET', KEYS[2], key, cjson.encode({ i = input, a = 0, c = 0, t = now, p = fmt(x) }))
-    redis.call('ZADD', KEYS[1], fmt(x), key)
-    redis.call('ZADD', KEYS[6], now, key)
-    out[i] = 1
+    local code, victim = 1, nil
+    if maxJobs > 0 and redis.call('HLEN', KEYS[2]) >= maxJobs then
+      -- Full: the least requested waiting job makes room when a request now outranks it (its
+      -- demand decayed below one request's); leased jobs and retries are never evicted.
+      local low = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+      if low[1] ~= nil and tonumber(low[2]) < x then victim = low[1]; forget(victim); code = 3 else code = -2 end
+    end
+    if code > 0 then
+      redis.call('HSET', KEYS[2], key, cjson.encode({ i = input, a = 0, c = 0, t = now, p = fmt(x) }))
+      redis.call('ZADD', KEYS[1], fmt(x), key)
+      redis.call('ZADD', KEYS[6], now, key)
+    end
+    if victim then out[i] = { code, victim } else out[i] = code end
   end
 end
 return out`)
