@@ -210,7 +210,7 @@ export function scenarioMarkdown(r: ScenarioResult): string {
   if (m) {
     lines.push(`Sources of sampled responses: \`${JSON.stringify(m.driver.sources)}\`; mean server timing_ms: \`${JSON.stringify(m.driver.serverTiming)}\``)
     if (m.cache) lines.push('', `Cache figures (/metrics over the phase): \`${JSON.stringify(m.cache)}\``)
-    lines.push('', `Driver: sent ${m.driver.sent}, completed ${m.driver.completed}, status ${JSON.stringify(m.driver.statusCounts)}, max in flight ${m.driver.maxInFlight}, service time p50/p99 ${f(m.driver.serviceTime.p50)}/${f(m.driver.serviceTime.p99)} ms`)
+    lines.push('', `Driver: sent ${m.driver.sent}, completed ${m.driver.completed}, status ${JSON.stringify(m.driver.statusCounts)}, max in flight ${m.driver.maxInFlight}, service time p50/p99 ${f(m.driver.serviceTime.p50)}/${f(m.driver.serviceTime.p99)} ms${m.shed && Object.keys(m.shed).length > 0 ? `, shed by reason ${JSON.stringify(m.shed)}` : ''}`)
   }
   const phases = Object.entries({ main: r.main, ...r.extra }).filter(([, x]) => x?.driver.lateOrFailed)
   if (phases.length) {

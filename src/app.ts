@@ -28,7 +28,11 @@ const app: FastifyPluginAsync<AppOptions> = async (fastify: FastifyInstance, opt
     maxEventLoopDelay: opts.config.MAX_EVENT_LOOP_DELAY_MS,
     retryAfter: 1,
     exposeStatusRoute: false,
-    customError: CtrError.bind(null, 'OVERLOADED', []) as unknown as new () => Error,
+    // Counted by reason, then the error handler answers 503 OVERLOADED with Retry-After.
+    pressureHandler: async (_req, _reply, type) => {
+      fastify.metrics.shed.inc({ reason: type })
+      throw new CtrError('OVERLOADED', [])
+    },
   })
   await fastify.register(swagger, {
     openapi: { info: { title: 'ctrserve', description: 'Multimodal CTR prediction', version: '1' } },

@@ -15,6 +15,7 @@ export interface Metrics {
   readonly fieldRowCache: Gauge<'stat'>
   readonly lateResponses: Counter
   readonly degraded: Counter<'reason'>
+  readonly shed: Counter<'reason'>
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
@@ -70,6 +71,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     degraded: new Counter({
       name: 'ctrserve_degraded_responses_total',
       help: 'Requests answered with less than was possible, by reason (one count per reason per request): inline-item-cap, inline-busy, inline-no-time, inline-abandoned, lookup-skipped',
+      labelNames: ['reason'], registers,
+    }),
+    shed: new Counter({
+      name: 'ctrserve_shed_requests_total',
+      help: 'Requests answered 503 OVERLOADED before any work, by reason: eventLoopDelay (mean event-loop delay over MAX_EVENT_LOOP_DELAY_MS in the last second), scorer_backlog (expected wait for a scorer thread past the request budget)',
       labelNames: ['reason'], registers,
     }),
   }

@@ -93,6 +93,7 @@ test('a lagging event loop sheds /predict with 503 + Retry-After from the error 
   assert.match(body.message, /overloaded/)
   assert.equal(health, 200, 'liveness is not shed: an orchestrator must not restart a busy instance')
   assert.equal(metrics, 200, 'metrics are not shed: overload is when they are needed')
+  assert.match((await server.inject({ url: '/metrics' })).body, /ctrserve_shed_requests_total\{reason="eventLoopDelay"\} [1-9]/)
   // Once the loop is free again, requests are served (the next samples are small).
   await waitFor(async () => ((await server.inject({ method: 'POST', url: '/predict', payload })).statusCode === 200 ? true : undefined), 15_000, 200)
 })

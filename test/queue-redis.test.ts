@@ -227,7 +227,7 @@ test('redis queue: a full partition takes a new job in place of its least reques
   const h = harness(t)
   const { queue, metrics, log } = await h.queue({ partitions: 1, capacity: 3 })
   const k = partitionKeys(h.prefix, 'image', 'v1', 0)
-  const [old, hot1, hot2, fresh, late] = ['old', 'hot1', 'hot2', 'fresh', 'late'].map((n) => h.job(n)) as EmbedJob[]
+  const [old, hot1, hot2, fresh, late] = ['old', 'hot1', 'hot2', 'fresh', 'late'].map((n) => h.job(n)) as [EmbedJob, EmbedJob, EmbedJob, EmbedJob, EmbedJob]
   assert.equal(await queue.enqueue([old]), 1)
   await sleep(5) // Redis time moves on: `old`'s one request has decayed below a request now
   assert.equal(await queue.enqueue([hot1, hot2]), 2)

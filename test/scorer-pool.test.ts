@@ -121,6 +121,7 @@ test('a queue behind the scorer thread past the budget is shed with 503 OVERLOAD
   assert.equal(shed.statusCode, 503)
   assert.equal((JSON.parse(shed.body) as { code: string }).code, 'CTR_ERR_OVERLOADED')
   assert.equal(shed.headers['retry-after'], '1')
+  assert.match((await app.inject({ url: '/metrics' })).body, /ctrserve_shed_requests_total\{reason="scorer_backlog"\} 1\n/)
   // Once the queue drained, the same request is answered.
   await Promise.all(queued)
   assert.equal(pool.backlogMs(), 0)

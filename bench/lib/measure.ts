@@ -36,6 +36,8 @@ export interface Measurement {
   readonly cache?: CacheFigures
   /** ctrserve: images embedded per second by background jobs while the load ran (jobs done). */
   readonly imagesEmbeddedPerS?: number
+  /** ctrserve: requests shed with 503 OVERLOADED during the phase, by reason (ctrserve_shed_requests_total). */
+  readonly shed?: Record<string, number>
 }
 
 export interface Target {
@@ -123,14 +125,15 @@ export async function measure(target: Target, url: string, bodiesFile: string, l
     cpu.other = Math.max(0, Math.round(((cpu.machine ?? 0) - ours) * 1000) / 1000)
     cpu.serverMainThread = serverMain
     const mem = memory(target.pid)
-    const cache = target.kind === 'ctrserve' && m0
-      ? cacheFigures(diff(m0, await scrape(target.base)))
-      : p0 ? peerFigures(p0, await peerStats(target.base)) : undefined
+    const d = target.kind === 'ctrserve' && m0 ? diff(m0, await scrape(target.base)) : undefined
+    const cache = d ? cacheFigures(d) : p0 ? peerFigures(p0, await peerStats(target.base)) : undefined
+    const shed = d ? sumBy(d, 'ctrserve_shed_requests_total', 'reason') : undefined
     return {
       load: { ...load, bodies: bodiesFile }, driver: result, cpu, loadAverage: loadAverage(),
       rss: { endMiB: mem?.rssMiB ?? Number.NaN, maxMiB: maxRss, peakLifetimeMiB: mem?.peakMiB ?? Number.NaN },
       ...(cache ? { cache } : {}),
       ...(imagesEmbeddedPerS !== undefined ? { imagesEmbeddedPerS: Math.round(imagesEmbeddedPerS * 10) / 10 } : {}),
+      ...(shed ? { shed } : {}),
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

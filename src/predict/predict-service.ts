@@ -29,7 +29,7 @@ export interface PredictDeps {
   readonly slabs?: Pick<VectorSlabs, 'slabOf'>
   readonly stats: MixtureStats
   readonly fields: FieldFeatures
-  readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'degraded'>
+  readonly metrics: Pick<Metrics, 'requestStage' | 'sources' | 'degraded' | 'shed'>
   readonly keyOf: KeyFn
   /** BUDGET_MS, MISS_POLICY and the largest budget_ms a caller may ask for (MAX_BUDGET_MS). */
   readonly defaults: { readonly budgetMs: number; readonly missPolicy: MissPolicy; readonly maxBudgetMs: number }
@@ -113,7 +113,10 @@ export class PredictService {
     if (Date.now() >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
     // Scorer threads busier than the request thread: shed before any work rather than queue past
     // the budget (event-loop delay, which load shedding watches, does not show this queue).
-    if (Date.now() + this.d.scorer.backlogMs() >= deadline) throw new CtrError('OVERLOADED', [])
+    if (Date.now() + this.d.scorer.backlogMs() >= deadline) {
+      this.d.metrics.shed.inc({ reason: 'scorer_backlog' })
+      throw new CtrError('OVERLOADED', [])
+    }
 
     const { mods, keys, at } = this.keysOf(items)
     // A lookup with no time left is L1 only (the L2 read resolves at its deadline at once).
