@@ -40,8 +40,10 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 def prepare(args):
     work = args.work or Path(B.__file__).resolve().parent / ".cache" / "full"
     args.small = False
-    if args.n_rows and args.data is None:  # a bigger draw of the synthetic world (same items and images)
-        args.data = B.synth_rows(dataclasses.replace(FULL, n_rows=args.n_rows), work)
+    if (args.n_rows or args.n_items) and args.data is None:
+        # Another draw of the synthetic world: more rows (same items and images), or more items.
+        over = {k: v for k, v in (("n_rows", args.n_rows), ("n_items", args.n_items)) if v}
+        args.data = B.synth_rows(dataclasses.replace(FULL, **over), work)
     data, fields, image_root = B.load_inputs(args, work)
     split = B.row_split(data, "item")
     fetcher = ImageFetcher(image_root, work / "image_cache")
@@ -116,6 +118,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-invalid", type=float, default=0.0)
     ap.add_argument("--work", type=Path, default=None)
     ap.add_argument("--n-rows", type=int, default=None, help="synthetic rows to draw (default: the build's)")
+    ap.add_argument("--n-items", type=int, default=None, help="synthetic items to draw (default: the build's)")
     ap.add_argument("--train-share", type=float, default=1.0)
     ap.add_argument("--epochs-joint", type=int, default=TrainConfig.epochs_joint)
     ap.add_argument("--epochs-head", type=int, default=TrainConfig.epochs_head)
