@@ -31,6 +31,28 @@ test('token bucket per client: burst, refill at the rate, other clients unaffect
   assert.equal(await clientScope.run('10.0.0.1', () => q.enqueue(jobs)), 50)
 })
 
+test('repeats of keys the queue already holds are passed on without a token: a hot miss asked for again does not spend the client\'s budget', async () => {
+  const held = new Set<string>()
+  const offered: string[][] = []
+  const inner = {
+    enqueue: async (jobs: EmbedJob[]) => { offered.push(jobs.map((j) => j.key)); let n = 0; for (const j of jobs) if (!held.has(j.key)) { held.add(j.key); n++ } return n },
+    isRepeat: (key: string) => held.has(key),
+  }
+  const metrics = createMetrics({ defaultMetrics: false })
+  const q = withClientAdmission(inner, { ratePerS: 0.001, burst: 3, maxClients: 10, metrics, now: () => 0 })
+  const inClient = (jobs: EmbedJob[]): Promise<number> => clientScope.run('10.0.0.9', () => q.enqueue(jobs))
+  assert.equal(await inClient([job(1), job(2)]), 2)
+  // The same two keys, asked for again and again: passed on (their priority rises), never charged.
+  for (let i = 0; i < 20; i++) assert.equal(await inClient([job(1), job(2)]), 0)
+  // One token is left for a new key; the key after it is throttled.
+  assert.equal(await inClient([job(1), job(3), job(4)]), 1)
+  assert.deepEqual(offered.at(-1), ['k1', 'k3'])
+  assert.equal(offered.length, 22)
+  const text = await metrics.registry.metrics()
+  assert.match(text, /ctrserve_queue_admission_total\{result="admitted"\} 3/)
+  assert.match(text, /ctrserve_queue_admission_total\{result="throttled"\} 1/)
+})
+
 test('through /predict: one client past its burst is throttled and counted; requests still answer 200', async (t) => {
   const app = await build(t, { QUEUE_CLIENT_RATE: 1, QUEUE_CLIENT_BURST: 5 })
   const items = Array.from({ length: 8 }, (_, i) => ({ id: `u${i}`, title: `unique title number ${i} for admission` }))

@@ -5,6 +5,7 @@ import type { EmbedJob } from '../queue/types.ts'
 // queue for everybody. Each client (the request's address, carried by `clientScope` from the route
 // to the enqueue) has a token bucket: `burst` jobs at once, then `ratePerS` per second; jobs beyond
 // are not queued (the item is served OOV and queued again on its next miss) and are counted.
+// Repeats (keys the queue already holds or has just sent) are passed on without a token.
 // Bound: one client adds at most burst + ratePerS × t jobs in t seconds. Work without a client
 // (the command-line tools) is not limited.
 
@@ -22,7 +23,7 @@ export interface AdmissionOptions {
   readonly now?: () => number
 }
 
-type Enqueue = { enqueue(jobs: EmbedJob[]): Promise<number> }
+type Enqueue = { enqueue(jobs: EmbedJob[]): Promise<number>; isRepeat?(key: string): boolean }
 
 interface Bucket { tokens: number; at: number }
 
@@ -46,13 +47,19 @@ export function withClientAdmission(inner: Enqueue, opts: AdmissionOptions): Enq
     enqueue(jobs) {
       const client = clientScope.getStore()
       if (client === undefined || jobs.length === 0) return inner.enqueue(jobs)
-      const granted = take(client, jobs.length)
+      // Repeats of keys already queued or just sent cost the queue nothing new: not charged (they
+      // still go through, so an item asked for again gains priority).
+      const repeats: EmbedJob[] = []
+      const fresh: EmbedJob[] = []
+      for (const job of jobs) (inner.isRepeat?.(job.key) ? repeats : fresh).push(job)
+      const granted = fresh.length > 0 ? take(client, fresh.length) : 0
       if (granted > 0) opts.metrics.queueAdmission.inc({ result: 'admitted' }, granted)
-      if (granted < jobs.length) {
-        opts.metrics.queueAdmission.inc({ result: 'throttled' }, jobs.length - granted)
-        if (opts.onThrottled) for (const job of jobs.slice(granted)) opts.onThrottled(job)
+      if (granted < fresh.length) {
+        opts.metrics.queueAdmission.inc({ result: 'throttled' }, fresh.length - granted)
+        if (opts.onThrottled) for (const job of fresh.slice(granted)) opts.onThrottled(job)
       }
-      return granted === 0 ? Promise.resolve(0) : inner.enqueue(jobs.slice(0, granted))
+      const sent = granted === fresh.length ? jobs : [...repeats, ...fresh.slice(0, granted)]
+      return sent.length === 0 ? Promise.resolve(0) : inner.enqueue(sent)
     },
   }
 }

@@ -107,6 +107,10 @@ export class MemoryQueue implements EmbedQueue {
     }
   }
 
+  isRepeat(key: string): boolean {
+    return this.known.has(key)
+  }
+
   async enqueue(jobs: readonly EmbedJob[]): Promise<number> {
     const tally = new JobTally()
     const now = this.now()

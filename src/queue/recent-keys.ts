@@ -23,6 +23,11 @@ export class RecentKeys {
     return false
   }
 
+  /** true when `key` was sent within the interval (nothing recorded). */
+  has(key: string): boolean {
+    return this.sent?.has(key) ?? false
+  }
+
   /** The send failed for sure: let the next miss of `key` try again at once. */
   forget(key: string): void {
     this.sent?.delete(key)

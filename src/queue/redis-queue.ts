@@ -157,6 +157,10 @@ export class RedisQueue implements EmbedQueue {
     return list[partitionOf(key, list.length)]
   }
 
+  isRepeat(key: string): boolean {
+    return this.recent.has(key)
+  }
+
   async enqueue(jobs: readonly EmbedJob[]): Promise<number> {
     const offer = this.offer(jobs)
     this.sending.add(offer)

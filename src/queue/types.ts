@@ -48,6 +48,12 @@ export interface EmbedQueue {
    * path answers with OOV vectors either way.
    */
   enqueue(jobs: readonly EmbedJob[]): Promise<number>
+  /**
+   * Whether an offer of `key` now would only be a repeat: queued or in flight in this process
+   * (in-process queue), or sent within the resend window (Redis queue). Per-client admission does
+   * not charge repeats, so a client asking again for its own hot misses keeps its budget.
+   */
+  isRepeat(key: string): boolean
   /** Starts consuming with `handler`. Call at most once. */
   start(handler: EmbedHandler, opts: ConsumeOptions): void
   /** Jobs waiting (ready or waiting for a retry), not counting batches in flight. */
