@@ -44,6 +44,7 @@ def prepare(args):
         # Another draw of the synthetic world: more rows (same items and images), or more items.
         over = {k: v for k, v in (("n_rows", args.n_rows), ("n_items", args.n_items)) if v}
         args.data = B.synth_rows(dataclasses.replace(FULL, **over), work)
+        args.fields = args.fields or args.data.parent / "fields.json"  # the world's own spec, as the build uses
     data, fields, image_root = B.load_inputs(args, work)
     split = B.row_split(data, "item")
     fetcher = ImageFetcher(image_root, work / "image_cache")
