@@ -6,13 +6,17 @@ import { LRUCache } from 'lru-cache'
  * known to be queued already. Sending again after the interval raises the job's demand, so demand
  * is counted at most once per key per interval per instance (a bounded rate, by design).
  * Bounded: past `maxKeys` the least recently sent key is forgotten (it is only sent sooner).
+ * Cost 0.6–1.0 µs per offer of a new key at 100,000 keys (micro-benchmark); a hand-written map
+ * and ring measured 0.45–0.8 µs: not worth leaving the library for.
  */
 export class RecentKeys {
   /** undefined: interval 0, every offer is sent (lru-cache reads ttl 0 as "never expires"). */
   private readonly sent: LRUCache<string, true> | undefined
 
-  constructor(intervalMs: number, maxKeys: number) {
-    if (intervalMs > 0) this.sent = new LRUCache<string, true>({ max: maxKeys, ttl: intervalMs, ttlAutopurge: false })
+  constructor(intervalMs: number, maxKeys: number, now?: () => number) {
+    if (intervalMs > 0) {
+      this.sent = new LRUCache<string, true>({ max: maxKeys, ttl: intervalMs, ttlAutopurge: false, ...(now ? { perf: { now }, ttlResolution: 0 } : {}) })
+    }
   }
 
   /** true when `key` was sent within the interval; otherwise records it as sent now. */
@@ -31,5 +35,10 @@ export class RecentKeys {
   /** The send failed for sure: let the next miss of `key` try again at once. */
   forget(key: string): void {
     this.sent?.delete(key)
+  }
+
+  /** Keys remembered (expired ones may still be counted until met). */
+  get size(): number {
+    return this.sent?.size ?? 0
   }
 }
