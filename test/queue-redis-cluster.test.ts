@@ -157,6 +157,70 @@ test('redis cluster queue: with WAIT 1 a new job counts queued once its replica 
   assert.equal(await jobCount(metrics, 'unknown') + await jobCount(metrics, 'dropped') + await jobCount(metrics, 'deduplicated'), 0)
 })
 
+test('redis cluster queue: a partition\'s slot moved to another master (resharding) while its jobs are queued and consumed: every job runs once, none lost or left behind', async (t) => {
+  const prefix = `qc-${randomBytes(4).toString('hex')}`
+  // The server's own client options (ASK and TRYAGAIN are followed by ioredis); no WAIT, so only the move is tested.
+  const redis = createClusterClient(cluster.seeds)
+  redis.on('error', () => undefined)
+  clients.push(redis)
+  const metrics = createMetrics({ defaultMetrics: false })
+  const queue = new RedisQueue({
+    redis, prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
+    backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0,
+  })
+  t.after(() => queue.close({ drain: false, timeoutMs: 100 }))
+  await queue.whenReady(10_000)
+  const r = recorder()
+  queue.start(r.handler, { concurrency: 2, batchSize: 8, batchWaitMs: 0 })
+  // Every job in partition 0, so all the traffic goes to the slot that moves.
+  const jobs: EmbedJob[] = []
+  for (let i = 0; jobs.length < 120; i++) {
+    const j = cacheJob(prefix, `move-${i}`)
+    if (partitionOf(j.key, 8) === 0) jobs.push(j)
+  }
+  const k = partitionKeys(prefix, 'image', 'v1', 0)
+  const admin = client()
+  const slot = Number(await admin.call('CLUSTER', 'KEYSLOT', k.jobs))
+  const from = await masterOfSlot(admin, slot)
+  const masters = await cluster.masters()
+  const to = masters.find((m) => m.port !== from)
+  assert.ok(to, 'another master to move the slot to')
+  const node = (port: number): Redis => new Redis({ host: '127.0.0.1', port, lazyConnect: false })
+  const src = node(from)
+  const dst = node(to.port)
+  const all = masters.map((m) => node(m.port))
+  t.after(() => { for (const c of [src, dst, ...all]) c.disconnect() })
+  const [srcId, dstId] = await Promise.all([src.call('CLUSTER', 'MYID'), dst.call('CLUSTER', 'MYID')]) as [string, string]
+
+  assert.equal(await queue.enqueue(jobs.slice(0, 60)), 60)
+  // Redis Cluster's slot migration, by hand (what `redis-cli --cluster reshard` does per slot).
+  await dst.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', srcId)
+  await src.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', dstId)
+  // Offered while the slot migrates: a try that meets ASK or TRYAGAIN is followed or resent.
+  const during = queue.enqueue(jobs.slice(60))
+  const moved = new Set<string>()
+  for (;;) {
+    const keys = await src.call('CLUSTER', 'GETKEYSINSLOT', slot, 1000) as string[]
+    if (keys.length === 0) break
+    await src.call('MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys)
+    for (const key of keys) moved.add(key)
+  }
+  assert.ok(moved.has(k.jobs), 'the partition held jobs when it moved')
+  await dst.call('CLUSTER', 'SETSLOT', slot, 'NODE', dstId)
+  await src.call('CLUSTER', 'SETSLOT', slot, 'NODE', dstId)
+  for (const c of all) await c.call('CLUSTER', 'SETSLOT', slot, 'NODE', dstId)
+  await during
+  await until(async () => await masterOfSlot(admin, slot) === to.port)
+
+  await until(async () => new Set(r.seen).size === 120, 60_000)
+  await until(async () => await jobCount(metrics, 'done') === 120)
+  assert.deepEqual([...r.seen].sort(), jobs.map((j) => j.key).sort(), 'every job run, each once')
+  assert.equal(await jobCount(metrics, 'queued'), 120)
+  assert.equal(await jobCount(metrics, 'dropped') + await jobCount(metrics, 'unknown') + await jobCount(metrics, 'failed'), 0)
+  assert.equal(await redis.hlen(k.jobs) + await redis.zcard(k.wait) + await redis.zcard(k.active), 0, 'nothing left in the moved partition')
+  assert.equal(await dst.hlen(k.jobs), 0)
+})
+
 // Last in this file: it kills a master (the node comes back as a replica, the cluster healthy again).
 test('redis cluster queue: an enqueue to a master that just died waits in the outbox and is queued and run after the failover', async (t) => {
   const prefix = `qc-${randomBytes(4).toString('hex')}`
