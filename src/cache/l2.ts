@@ -3,6 +3,7 @@ import { parseModality, type Modality } from './keys.ts'
 import { OutageLog, type CacheLogger } from './outage-log.ts'
 import { settleWithin } from '../util/settle-within.ts'
 import { bufferToVector, vectorToBuffer } from './vector-codec.ts'
+import { NodeCircuits } from './node-circuits.ts'
 
 // The shared tier: embeddings in Redis as raw little-endian float32 values. Every call is bounded
 // by the caller's deadline and none throws: an unreachable or slow Redis reads as misses
@@ -23,6 +24,8 @@ export interface L2Pipeline {
 export interface L2Redis {
   readonly status: string
   readonly isCluster: boolean
+  /** A cluster's slot map (slot → node keys, master first), as ioredis' Cluster keeps it. */
+  readonly slots?: ReadonlyArray<readonly string[] | undefined>
   mgetBuffer(keys: string[]): Promise<Array<Buffer | null>>
   getBuffer(key: string): Promise<Buffer | null>
   set(key: string, value: Buffer, secondsToken: 'EX', seconds: number): Promise<unknown>
@@ -52,6 +55,7 @@ export class L2Cache {
   readonly #metrics: Pick<Metrics, 'redisErrors'>
   readonly #outage: OutageLog
   readonly #writeTimeoutMs: number
+  readonly #circuits: NodeCircuits | undefined
 
   constructor(opts: L2Options) {
     this.#redis = opts.redis
@@ -59,6 +63,8 @@ export class L2Cache {
     this.#metrics = opts.metrics
     this.#outage = new OutageLog(opts.logger)
     this.#writeTimeoutMs = opts.writeTimeoutMs ?? 1000
+    const redis = opts.redis
+    this.#circuits = redis.isCluster ? new NodeCircuits(() => redis.slots ?? []) : undefined
     // Without an 'error' listener ioredis prints every failed reconnect to stderr.
     this.#redis.on('error', (err) => this.#outage.failed('connect', err))
     this.#redis.on('ready', () => this.#outage.recovered())
@@ -106,25 +112,48 @@ export class L2Cache {
   /**
    * Cluster reads: one GET per key, grouped per node by auto-pipelining. Each key's answer counts
    * as it arrives, so a master that fails over costs only the keys of its slots, and what arrived
-   * by the deadline is kept.
+   * by the deadline is kept. A master whose keys went unanswered is skipped for a while
+   * (node-circuits.ts): its keys are misses at once instead of each request waiting out its stage.
    */
   async #getSpread(keys: readonly string[], out: Array<Float32Array | undefined>, remaining: number): Promise<Array<Float32Array | undefined>> {
     let failed: Error | undefined
     let invalid = 0
-    let answered = 0
     let open = true
-    await settleWithin(() => Promise.all(keys.map((key, i) => this.#redis.getBuffer(key).then((bytes) => {
-      if (!open) return
-      answered++
-      if (!bytes) return
-      const vector = this.#decode(key, bytes)
-      if (vector) out[i] = vector
-      else invalid++
-    }, (err: unknown) => { failed ??= err instanceof Error ? err : new Error(String(err)) }))), remaining)
+    const nodes = keys.map((key) => this.#circuits?.nodeOf(key))
+    const answered = new Array<boolean>(keys.length).fill(false)
+    let skipped = 0
+    const reads: Array<Promise<void>> = []
+    keys.forEach((key, i) => {
+      if (this.#circuits?.isOpen(nodes[i])) {
+        skipped++
+        return
+      }
+      reads.push(this.#redis.getBuffer(key).then((bytes) => {
+        if (!open) return
+        answered[i] = true
+        if (!bytes) return
+        const vector = this.#decode(key, bytes)
+        if (vector) out[i] = vector
+        else invalid++
+      }, (err: unknown) => { failed ??= err instanceof Error ? err : new Error(String(err)) }))
+    })
+    if (reads.length > 0) await settleWithin(() => Promise.all(reads), remaining)
     open = false
     const result = out.slice()
-    if (answered < keys.length) this.#failed('get', failed ?? new Error(`${keys.length - answered} of ${keys.length} keys unanswered within ${Math.round(remaining)} ms`))
-    else this.#outage.recovered()
+    const unanswered = reads.length - answered.filter(Boolean).length
+    if (this.#circuits) {
+      const late = new Set<string>()
+      const fine = new Set<string>()
+      nodes.forEach((node, i) => {
+        if (node === undefined || this.#circuits?.isOpen(node)) return
+        ;(answered[i] ? fine : late).add(node)
+      })
+      for (const node of late) this.#circuits.open(node)
+      for (const node of fine) if (!late.has(node)) this.#circuits.close(node)
+    }
+    if (skipped > 0) this.#metrics.redisErrors.inc({ op: 'get_node_down' }, skipped)
+    if (unanswered > 0) this.#failed('get', failed ?? new Error(`${unanswered} of ${keys.length} keys unanswered within ${Math.round(remaining)} ms`))
+    else if (skipped === 0) this.#outage.recovered()
     if (invalid > 0) this.#metrics.redisErrors.inc({ op: 'get_invalid' }, invalid)
     return result
   }
