@@ -17,9 +17,14 @@ export class NodeCircuits {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** The nodes serving `key`'s slot as the client knows them (master first), or undefined before the slot map is read. */
+  slotNodes(key: string): readonly string[] | undefined {
+    return this.slots()[calculateSlot(key)]
+  }
+
   /** The master serving `key` as the client knows it, or undefined before the slot map is read. */
   nodeOf(key: string): string | undefined {
-    return this.slots()[calculateSlot(key)]?.[0]
+    return this.slotNodes(key)?.[0]
   }
 
   /** Whether reads to `node` are skipped now (opened within the last openMs). */
