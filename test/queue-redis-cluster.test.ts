@@ -29,10 +29,18 @@ function client(): Cluster {
   return c
 }
 
+/** A cluster client with the server's own options (createClusterClient: no offline queue, fail fast). */
+function serverClient(): Cluster {
+  const c = createClusterClient(cluster.seeds)
+  c.on('error', () => undefined)
+  clients.push(c)
+  return c
+}
+
 function makeQueue(prefix: string, overrides: Partial<RedisQueueOptions> = {}): { queue: RedisQueue; metrics: Metrics } {
   const metrics = createMetrics({ defaultMetrics: false })
   const queue = new RedisQueue({
-    redis: client(), prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
+    redis: overrides.redis ?? client(), prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
     backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0, ...overrides,
   })
   return { queue, metrics }
@@ -160,14 +168,8 @@ test('redis cluster queue: with WAIT 1 a new job counts queued once its replica 
 test('redis cluster queue: a partition\'s slot moved to another master (resharding) while its jobs are queued and consumed: every job runs once, none lost or left behind', async (t) => {
   const prefix = `qc-${randomBytes(4).toString('hex')}`
   // The server's own client options (ASK and TRYAGAIN are followed by ioredis); no WAIT, so only the move is tested.
-  const redis = createClusterClient(cluster.seeds)
-  redis.on('error', () => undefined)
-  clients.push(redis)
-  const metrics = createMetrics({ defaultMetrics: false })
-  const queue = new RedisQueue({
-    redis, prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
-    backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0,
-  })
+  const redis = serverClient()
+  const { queue, metrics } = makeQueue(prefix, { redis })
   t.after(() => queue.close({ drain: false, timeoutMs: 100 }))
   await queue.whenReady(10_000)
   const r = recorder()
@@ -225,14 +227,7 @@ test('redis cluster queue: a partition\'s slot moved to another master (reshardi
 test('redis cluster queue: an enqueue to a master that just died waits in the outbox and is queued and run after the failover', async (t) => {
   const prefix = `qc-${randomBytes(4).toString('hex')}`
   // The server's own client options (no offline queue, fail fast), WAIT 1 as the server's cluster default.
-  const redis = createClusterClient(cluster.seeds)
-  redis.on('error', () => undefined)
-  clients.push(redis)
-  const metrics = createMetrics({ defaultMetrics: false })
-  const queue = new RedisQueue({
-    redis, prefix, metrics, log: recordingLog(), versions: { image: 'v1', text: 'v1' }, maxAttempts: 3,
-    backoff: { baseMs: 50, maxMs: 1_000 }, negativeTtlMs: 60_000, pollMs: 20, resendIntervalMs: 0, waitReplicas: 1,
-  })
+  const { queue, metrics } = makeQueue(prefix, { redis: serverClient(), waitReplicas: 1 })
   t.after(() => queue.close({ drain: false, timeoutMs: 100 }))
   await queue.whenReady(10_000)
   const r = recorder()

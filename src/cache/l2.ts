@@ -113,8 +113,9 @@ export class L2Cache {
   /**
    * Cluster reads: one GET per key, in one pipeline per master per request, all masters in
    * parallel. Each pipeline's answers count as they arrive, so a master that fails over costs only
-   * the keys of its slots, and what arrived by the deadline is kept. A master whose keys went unanswered is skipped for a while
-   * (node-circuits.ts): its keys are misses at once instead of each request waiting out its stage.
+   * the keys of its slots, and what arrived by the deadline is kept. A master whose keys went
+   * unanswered is skipped for a while (node-circuits.ts): its keys are misses at once instead of
+   * each request waiting out its stage.
    */
   async #getSpread(keys: readonly string[], out: Array<Float32Array | undefined>, remaining: number): Promise<Array<Float32Array | undefined>> {
     let failed: Error | undefined
@@ -136,7 +137,8 @@ export class L2Cache {
     // One pipeline per master per request: ioredis' auto-pipelining keeps one pipeline in flight per
     // node, so concurrent requests queued behind each other's round trips (the cluster's p99 was
     // 1.8× one Redis's MGET in an 8-pair bench). Keys whose master is not known yet go one by one.
-    const groups = new Map<string, number[]>()
+    // Keyed by the slot map's node list itself (ioredis shares one array per slot range): no string per key.
+    const groups = new Map<readonly string[], number[]>()
     const loose: number[] = []
     keys.forEach((_, i) => {
       const node = nodes[i]
@@ -146,10 +148,10 @@ export class L2Cache {
       }
       if (node === undefined) { loose.push(i); return }
       // A cluster pipeline must stay within one group of nodes (ioredis groups slots the same way).
-      const name = (slotNodes[i] as readonly string[]).join(',')
-      const group = groups.get(name)
+      const within = slotNodes[i] as readonly string[]
+      const group = groups.get(within)
       if (group) group.push(i)
-      else groups.set(name, [i])
+      else groups.set(within, [i])
     })
     const reads: Array<Promise<void>> = []
     for (const idx of groups.values()) {

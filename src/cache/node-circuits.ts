@@ -22,11 +22,6 @@ export class NodeCircuits {
     return this.slots()[calculateSlot(key)]
   }
 
-  /** The master serving `key` as the client knows it, or undefined before the slot map is read. */
-  nodeOf(key: string): string | undefined {
-    return this.slotNodes(key)?.[0]
-  }
-
   /** Whether reads to `node` are skipped now (opened within the last openMs). */
   isOpen(node: string | undefined): boolean {
     if (node === undefined) return false

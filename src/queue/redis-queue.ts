@@ -81,7 +81,7 @@ const CODE_OUTCOME = new Map<unknown, JobMetricOutcome>([[1, 'queued'], [3, 'que
  * How long a finished job is remembered so an outbox resend of it is not run twice: the outbox's
  * longest hold plus slack for clock skew between instances and Redis.
  */
-export function doneWindowMs(outboxMaxAgeMs: number): number {
+function doneWindowMs(outboxMaxAgeMs: number): number {
   return Math.max(65_000, outboxMaxAgeMs + 5_000)
 }
 
