@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads'
 import { CtrError } from '../errors.ts'
 import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
 import { HostLimiter } from '../util/host-limiter.ts'
+import { hostOf } from './cost-model.ts'
 import { failureReason } from './failure-reason.ts'
 import { lowerThreadpool } from '../util/thread-priority.ts'
 import type { ImageLoading, LoaderReply, LoaderRequest } from './image-loader-protocol.ts'
@@ -21,10 +22,6 @@ await lowerThreadpool(nice)
 const fetcher = createImageFetcher(loading.fetch)
 const hosts = new HostLimiter(loading.hostConcurrency)
 const per = 3 * loading.spec.height * loading.spec.width
-
-function hostOf(url: string): string {
-  try { return new URL(url).host } catch { return '' }
-}
 
 /** The URLs' tensors, concatenated (NCHW) in the order of `embedded`; why the others failed. */
 async function load(req: LoaderRequest): Promise<LoaderReply> {

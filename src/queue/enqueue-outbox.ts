@@ -47,14 +47,6 @@ export class EnqueueOutbox {
 
   constructor(private readonly opts: OutboxOptions, private readonly sender: OutboxSender) {}
 
-  get size(): number {
-    return this.held.size
-  }
-
-  has(key: string): boolean {
-    return this.held.has(key)
-  }
-
   /** Holds `job` for a retry (or updates it if held); false when the outbox is full or closed. */
   hold(job: EmbedJob, failure: HeldFailure, maybeQueued: boolean): boolean {
     const had = this.held.get(job.key)
