@@ -45,12 +45,16 @@ for (const concurrency of [1, 3]) {
       // l1 between the two calls as background embedding lands, so compare on a settled cache.
       const direct = await app.predict.predict(body, Date.now())
       const again = JSON.parse((await app.inject({ method: 'POST', url: '/predict', payload: body })).body) as PredictResult
-      if (JSON.stringify(withoutTiming(again)) !== JSON.stringify(withoutTiming(direct))) {
-        // Only a source change is allowed to explain a difference; then a third pair must agree.
-        const a = JSON.parse((await app.inject({ method: 'POST', url: '/predict', payload: body })).body) as PredictResult
-        const b = await app.predict.predict(body, Date.now())
-        assert.equal(JSON.stringify(withoutTiming(a)), JSON.stringify(withoutTiming(b)))
+      let [a, b] = [JSON.stringify(withoutTiming(again)), JSON.stringify(withoutTiming(direct))]
+      // Only background embedding landing between the two calls may explain a difference: ask
+      // again (background jobs no longer drop late images, so they can keep landing for a while)
+      // until a pair is taken on a settled cache; that pair must agree byte for byte.
+      for (let tries = 0; a !== b && tries < 50; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        a = JSON.stringify(withoutTiming(JSON.parse((await app.inject({ method: 'POST', url: '/predict', payload: body })).body) as PredictResult))
+        b = JSON.stringify(withoutTiming(await app.predict.predict(body, Date.now())))
       }
+      assert.equal(a, b)
       assert.equal(http.predictions.length, body.items.length)
     }
   })
