@@ -44,6 +44,17 @@ async function ownerOf(masters: readonly ClusterNode[], key: string): Promise<Cl
   throw new Error(`no master owns ${key}`)
 }
 
+/** Calls of `command` a node has run (INFO commandstats). */
+async function callsOf(port: number, command: string): Promise<number> {
+  const r = new Redis({ port, host: '127.0.0.1' })
+  try {
+    const info = await r.info('commandstats')
+    return Number(new RegExp(`cmdstat_${command}:calls=(\\d+)`).exec(info)?.[1] ?? 0)
+  } finally {
+    r.disconnect()
+  }
+}
+
 async function cluster(t: { after(fn: () => Promise<unknown>): void }): Promise<RedisClusterHandle> {
   const c = await startRedisCluster()
   t.after(() => c.stop())
@@ -86,10 +97,52 @@ test('L2 on a cluster: keys on all three masters are written and read back in on
   assert.equal(owners.size, 3, `keys on ${owners.size} masters only`)
 
   const keys = [...entries.map((e) => e.key), `${prefix}:text:v1:absent`]
+  const before = await Promise.all(masters.map((m) => callsOf(m.port, 'eval')))
   const got = await l2.getMany(keys, Date.now() + 5000)
+  const after = await Promise.all(masters.map((m) => callsOf(m.port, 'eval')))
   assert.equal(got.length, 61)
   entries.forEach((e, i) => assert.deepEqual(got[i], e.vector))
   assert.equal(got[60], undefined)
+  // One command per master for the whole read (the GET_LOCAL script), not one per key.
+  assert.deepEqual(after.map((n, i) => n - (before[i] ?? 0)), [1, 1, 1])
+  const errors = await metrics.redisErrors.get()
+  assert.equal(errors.values.reduce((s, v) => s + v.value, 0), 0)
+})
+
+test('L2 on a cluster: a slot moved behind the client\'s back (stale slot map) still reads every key: that master\'s group falls back to GETs', async (t) => {
+  const c = await cluster(t)
+  const client = createClusterClient(c.seeds)
+  t.after(() => client.disconnect())
+  await waitFor(async () => (client.status === 'ready' ? true : undefined))
+  const metrics = createMetrics({ defaultMetrics: false })
+  const l2 = new L2Cache({ redis: client, dims: { image: 4, text: 3 }, metrics, logger: silent })
+  const prefix = `cm-${randomBytes(3).toString('hex')}`
+  const entries = Array.from({ length: 60 }, (_, i) => ({ key: `${prefix}:text:v1:${i}`, vector: new Float32Array([i, 2 * i, -i]) }))
+  assert.equal(await l2.setMany(entries, 600, Date.now() + 5000), 60)
+  const masters = await c.masters()
+  const from = await ownerOf(masters, entries[0]?.key ?? '')
+  const to = masters.find((m) => m.port !== from.port)
+  assert.ok(to)
+  const node = (port: number): Redis => new Redis({ host: '127.0.0.1', port })
+  const all = masters.map((m) => node(m.port))
+  const src = all[masters.indexOf(from)] as Redis
+  const dst = all[masters.indexOf(to)] as Redis
+  t.after(() => { for (const r of all) r.disconnect() })
+  const [srcId, dstId] = await Promise.all([src.call('CLUSTER', 'MYID'), dst.call('CLUSTER', 'MYID')]) as [string, string]
+  // Move entry 0's slot to another master, as `redis-cli --cluster reshard` does per slot. The
+  // client's slot map still names the old master, where the script now meets a key it does not serve.
+  const slot = Number(await src.call('CLUSTER', 'KEYSLOT', entries[0]?.key ?? ''))
+  await dst.call('CLUSTER', 'SETSLOT', slot, 'IMPORTING', srcId)
+  await src.call('CLUSTER', 'SETSLOT', slot, 'MIGRATING', dstId)
+  const keys = await src.call('CLUSTER', 'GETKEYSINSLOT', slot, 100) as string[]
+  await src.call('MIGRATE', '127.0.0.1', to.port, '', 0, 5000, 'KEYS', ...keys)
+  for (const r of [dst, src, ...all]) await r.call('CLUSTER', 'SETSLOT', slot, 'NODE', dstId)
+  const sameMaster = []
+  for (const e of entries) if ((await ownerOf(masters, e.key)).port === from.port) sameMaster.push(e.key)
+  assert.ok(sameMaster.length > 0, 'the old master still serves other keys of the read')
+
+  const got = await l2.getMany(entries.map((e) => e.key), Date.now() + 5000)
+  entries.forEach((e, i) => assert.deepEqual(got[i], e.vector, e.key))
   const errors = await metrics.redisErrors.get()
   assert.equal(errors.values.reduce((s, v) => s + v.value, 0), 0)
 })

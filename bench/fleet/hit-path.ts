@@ -31,6 +31,7 @@ const RATE = num(args, 'rate', 40)
 const BLOCK_S = num(args, 'block-seconds', 15)
 const PAIRS = num(args, 'pairs', 3)
 const ITEMS = num(args, 'items', 50)
+const CLUSTER_INSTANCES = num(args, 'cluster-instances', 2)
 const TITLES = 20_000
 const PREFIX = 'hp'
 const RESULTS = resolve(import.meta.dirname, '../results')
@@ -62,7 +63,7 @@ const common = { REDIS_PREFIX: PREFIX, LOG_LEVEL: 'warn', L1_MAX_BYTES: String(1
 log('starting instances')
 const onSingle = await startServerProcess({ ...common, REDIS_URL: single.url })
 const onCluster: ServerProcess[] = []
-for (let i = 0; i < 2; i++) onCluster.push(await startServerProcess({ ...common, REDIS_CLUSTER_NODES: cluster.seeds }))
+for (let i = 0; i < CLUSTER_INSTANCES; i++) onCluster.push(await startServerProcess({ ...common, REDIS_CLUSTER_NODES: cluster.seeds }))
 
 let seq = 0
 const pick = rng(11)
@@ -87,7 +88,7 @@ async function block(setup: 'single' | 'cluster'): Promise<void> {
 
 // Warm-up of both (JIT, connections); not measured.
 await runLoad(newStats('warmup', 5), { url: () => onSingle.url, rate: RATE, seconds: 5, body })
-await runLoad(newStats('warmup', 5), { url: () => (onCluster[seq % 2] as ServerProcess).url, rate: RATE, seconds: 5, body })
+await runLoad(newStats('warmup', 5), { url: () => (onCluster[seq % onCluster.length] as ServerProcess).url, rate: RATE, seconds: 5, body })
 for (let i = 0; i < PAIRS; i++) for (const setup of ['single', 'cluster'] as const) await block(setup)
 
 for (const p of [onSingle, ...onCluster]) p.kill('SIGTERM')

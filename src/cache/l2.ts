@@ -19,8 +19,8 @@ export interface L2Pipeline {
 /**
  * The part of an ioredis client (Redis or Cluster) L2 uses; build it with createCacheRedis() for
  * the fail-fast settings. On a cluster, keys are spread over every master (not hash-tagged), so a
- * multi-key MGET would fail (CROSSSLOT): L2 sends one command per key and the client's
- * auto-pipelining sends them as one pipeline per node, all nodes in parallel.
+ * multi-key MGET would fail (CROSSSLOT): L2 reads each master's keys with one read-only script
+ * (GET_LOCAL below), all masters in parallel.
  */
 export interface L2Redis {
   readonly status: string
@@ -29,11 +29,30 @@ export interface L2Redis {
   readonly slots?: ReadonlyArray<readonly string[] | undefined>
   mgetBuffer(keys: string[]): Promise<Array<Buffer | null>>
   getBuffer(key: string): Promise<Buffer | null>
+  /** A command by name with binary replies (here: EVAL of GET_LOCAL). */
+  callBuffer(command: string, args: Array<string | number>): Promise<unknown>
   set(key: string, value: Buffer, secondsToken: 'EX', seconds: number): Promise<unknown>
   pipeline(): L2Pipeline
   on(event: 'error', listener: (err: Error) => void): unknown
   on(event: 'ready', listener: () => void): unknown
 }
+
+/**
+ * One master's share of a request's keys in one command: an MGET across slots. Redis Cluster
+ * refuses a multi-key command whose keys hash to different slots (CROSSSLOT) even on one node; a
+ * script flagged `allow-cross-slot-keys` (Redis ≥ 7.0) may read undeclared keys of any slot the
+ * node serves. The first key is declared, so the client routes the call to the master of its slot;
+ * the rest are arguments. A key whose slot is not (or no longer) local fails the whole script, and
+ * L2 reads that group again as a pipeline of GETs, which follows MOVED/ASK key by key.
+ *
+ * Why not a pipeline of GETs per master, as before: in a bench on this machine (40 calls/s, 50 keys,
+ * open loop) a 50-GET pipeline had p99 5.4 ms against 1.1 ms for one MGET of the same keys; one
+ * script call per master had 1.5 ms (the reply is one array, not 50 replies to parse and settle).
+ */
+export const GET_LOCAL = '#!lua flags=allow-cross-slot-keys,no-writes\n' +
+  'local out = {redis.call("GET", KEYS[1])}\n' +
+  'for i, k in ipairs(ARGV) do out[i + 1] = redis.call("GET", k) end\n' +
+  'return out'
 
 export interface L2Options {
   readonly redis: L2Redis
@@ -55,13 +74,17 @@ export class L2Cache {
   readonly #dims: Readonly<Record<Modality, number>>
   readonly #metrics: Pick<Metrics, 'redisErrors'>
   readonly #outage: OutageLog
+  readonly #logger: CacheLogger
   readonly #writeTimeoutMs: number
   readonly #circuits: NodeCircuits | undefined
+  /** Cluster reads use GET_LOCAL until a server refuses the script itself. */
+  #scripts = true
 
   constructor(opts: L2Options) {
     this.#redis = opts.redis
     this.#dims = opts.dims
     this.#metrics = opts.metrics
+    this.#logger = opts.logger
     this.#outage = new OutageLog(opts.logger)
     this.#writeTimeoutMs = opts.writeTimeoutMs ?? 1000
     const redis = opts.redis
@@ -154,14 +177,7 @@ export class L2Cache {
       else groups.set(within, [i])
     })
     const reads: Array<Promise<void>> = []
-    for (const idx of groups.values()) {
-      const pipeline = this.#redis.pipeline()
-      for (const i of idx) pipeline.getBuffer(keys[i] as string)
-      reads.push(pipeline.exec().then((replies) => {
-        if (replies === null) { fail(new Error('pipeline discarded')); return }
-        replies.forEach(([err, bytes], j) => { if (err) fail(err); else take(idx[j] as number, bytes) })
-      }, fail))
-    }
+    for (const idx of groups.values()) reads.push(this.#readGroup(keys, idx, take, fail))
     for (const i of loose) reads.push(this.#redis.getBuffer(keys[i] as string).then((bytes) => take(i, bytes), fail))
     if (reads.length > 0) await settleWithin(() => Promise.all(reads), remaining)
     open = false
@@ -182,6 +198,45 @@ export class L2Cache {
     else if (skipped === 0) this.#outage.recovered()
     if (invalid > 0) this.#metrics.redisErrors.inc({ op: 'get_invalid' }, invalid)
     return result
+  }
+
+  /**
+   * One master's keys (`idx` into `keys`) in one GET_LOCAL call. When the script fails on a slot
+   * that moved or is moving (stale slot map, resharding), those keys are read again one GET per
+   * pipeline, which ioredis redirects (MOVED/ASK) key by key. A server that refuses the script
+   * itself (Redis < 7.0) gets one pipeline of GETs per master from then on.
+   */
+  async #readGroup(keys: readonly string[], idx: readonly number[], take: (i: number, bytes: unknown) => void, fail: (err: unknown) => void): Promise<void> {
+    const own = idx.map((i) => keys[i] as string)
+    if (this.#scripts) {
+      try {
+        const replies = await this.#redis.callBuffer('eval', [GET_LOCAL, 1, ...own])
+        if (Array.isArray(replies) && replies.length === own.length) replies.forEach((bytes, j) => take(idx[j] as number, bytes))
+        else fail(new Error(`GET_LOCAL answered ${Array.isArray(replies) ? replies.length : typeof replies} for ${own.length} keys`))
+        return
+      } catch (err) {
+        if (!(err instanceof Error && /compil|flag|shebang/i.test(err.message))) {
+          await Promise.all(own.map((key, j) => this.#readPipelined([key], [idx[j] as number], take, fail)))
+          return
+        }
+        this.#scripts = false
+        this.#logger.warn({ err: err.message }, 'redis cluster refused the L2 read script (Redis >= 7.0 runs it): L2 reads use pipelines of GETs')
+      }
+    }
+    await this.#readPipelined(own, idx, take, fail)
+  }
+
+  /** `own` (= keys at `idx`) in one pipeline of GETs. */
+  async #readPipelined(own: readonly string[], idx: readonly number[], take: (i: number, bytes: unknown) => void, fail: (err: unknown) => void): Promise<void> {
+    const pipeline = this.#redis.pipeline()
+    for (const key of own) pipeline.getBuffer(key)
+    try {
+      const replies = await pipeline.exec()
+      if (replies === null) { fail(new Error('pipeline discarded')); return }
+      replies.forEach(([err, bytes], j) => { if (err) fail(err); else take(idx[j] as number, bytes) })
+    } catch (err) {
+      fail(err)
+    }
   }
 
   /**

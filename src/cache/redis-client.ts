@@ -40,8 +40,8 @@ export type CacheRedis = Redis | Cluster
 /**
  * A Redis Cluster client with the same fail-fast rules: no offline queue, bounded reconnects.
  * Routing (MOVED/ASK, slot refresh after a failover) is ioredis'; auto-pipelining groups the
- * commands issued in one tick by the node that serves their slot, so one request's L2 reads go out
- * as one pipeline per master, in parallel (DESIGN.md "Fleet mode").
+ * commands issued in one tick by the node that serves their slot (queue traffic, L2 writes). One
+ * request's L2 reads are one script call per master, in parallel (l2.ts, DESIGN.md "Fleet mode").
  */
 export function createClusterClient(seeds: string, opts: RedisClientOptions = {}): Cluster {
   const s = parseClusterSeeds(seeds)
@@ -55,8 +55,10 @@ export function createClusterClient(seeds: string, opts: RedisClientOptions = {}
     slotsRefreshTimeout: 1000,
     retryDelayOnFailover: 100,
     enableAutoPipelining: true,
-    // Blocking reads (queue read loops) must not hold an auto-pipeline open.
-    autoPipeliningIgnoredCommands: ['xreadgroup', 'xread', 'blpop', 'brpop', 'bzpopmin', 'bzpopmax', 'blmove'],
+    // Blocking reads (queue read loops) must not hold an auto-pipeline open. L2's per-master read
+    // script (EVAL of GET_LOCAL, l2.ts) is one command per master already and goes out at once;
+    // ioredis' auto-pipeline also cannot carry a command sent with callBuffer().
+    autoPipeliningIgnoredCommands: ['xreadgroup', 'xread', 'blpop', 'brpop', 'bzpopmin', 'bzpopmax', 'blmove', 'eval'],
     redisOptions: {
       maxRetriesPerRequest: 1,
       connectTimeout: opts.connectTimeoutMs ?? 1000,
