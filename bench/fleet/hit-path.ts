@@ -1,8 +1,8 @@
 // Hit-path figure (issue 9 §7): the same L2-hit-heavy open-loop load on one instance on a single
-// Redis node and on two instances on a Redis Cluster (3 masters + 3 replicas), blocks interleaved
+// Redis node and on two instances (--cluster-instances) on a Redis Cluster (3 masters + 3 replicas), blocks interleaved
 // (single, cluster, single, cluster) in one run on one machine. Target: cluster p99 ≤ 1.5 × single.
 //
-//   flock /work/locks/bench.lock npx tsx bench/fleet/hit-path.ts [--rate 40] [--block-seconds 15] [--pairs 3] [--items 50]
+//   flock /work/locks/bench.lock npx tsx bench/fleet/hit-path.ts [--rate 40] [--block-seconds 15] [--pairs 3] [--items 50] [--cluster-instances 2]
 //
 // Percentiles are over each setup's pooled latencies; the ratio is also given per pair of adjacent
 // blocks and as the median of those (one block disturbed by another process on a shared machine
@@ -118,11 +118,11 @@ const out = { generatedAt: new Date().toISOString(), rate: RATE, blockSeconds: B
 mkdirSync(RESULTS, { recursive: true })
 writeFileSync(join(RESULTS, 'fleet-hit-path.json'), JSON.stringify(out, null, 2))
 const md = [
-  '# Hit path: one instance on one Redis vs two instances on a Redis Cluster', '',
-  `Generated ${out.generatedAt}, \`flock /work/locks/bench.lock npx tsx bench/fleet/hit-path.ts\`. Open loop, ${RATE} req/s in total (cluster: round robin over its two instances), ${ITEMS} titles per request drawn from ${TITLES} seeded in both tiers, L1 at 1 MiB, budget 200 ms; ${PAIRS} pairs of ${BLOCK_S} s blocks interleaved (single, cluster, …); percentiles over each setup's pooled latencies. Load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(' / ')}, at end ${out.loadAverage.atEnd.map((x) => x.toFixed(1)).join(' / ')}.`, '',
+  `# Hit path: one instance on one Redis vs ${CLUSTER_INSTANCES} on a Redis Cluster`, '',
+  `Generated ${out.generatedAt}, \`flock /work/locks/bench.lock npx tsx bench/fleet/hit-path.ts\`. Open loop, ${RATE} req/s in total (cluster: round robin over its ${CLUSTER_INSTANCES} instances), ${ITEMS} titles per request drawn from ${TITLES} seeded in both tiers, L1 at 1 MiB, budget 200 ms; ${PAIRS} pairs of ${BLOCK_S} s blocks interleaved (single, cluster, …); percentiles over each setup's pooled latencies. Load average at start ${loadAtStart.map((x) => x.toFixed(1)).join(' / ')}, at end ${out.loadAverage.atEnd.map((x) => x.toFixed(1)).join(' / ')}.`, '',
   '| setup | requests | 5xx | p50 (ms) | p99 (ms) | max (ms) | L2 share of lookups |', '|---|---:|---:|---:|---:|---:|---:|',
   `| one instance, single Redis | ${s.sent} | ${s.fiveXx} | ${s.p50.toFixed(1)} | ${s.p99.toFixed(1)} | ${s.max.toFixed(1)} | ${(100 * s.l2Share).toFixed(0)}% |`,
-  `| two instances, Redis Cluster | ${c.sent} | ${c.fiveXx} | ${c.p50.toFixed(1)} | ${c.p99.toFixed(1)} | ${c.max.toFixed(1)} | ${(100 * c.l2Share).toFixed(0)}% |`, '',
+  `| ${CLUSTER_INSTANCES} instances, Redis Cluster | ${c.sent} | ${c.fiveXx} | ${c.p50.toFixed(1)} | ${c.p99.toFixed(1)} | ${c.max.toFixed(1)} | ${(100 * c.l2Share).toFixed(0)}% |`, '',
   '| block | setup | p50 (ms) | p99 (ms) | max (ms) | L2 / L1 / OOV lookups |', '|---:|---|---:|---:|---:|---|',
   ...blocks.map((b, i) => `| ${i + 1} | ${b.setup} | ${b.latency.p50.toFixed(1)} | ${b.latency.p99.toFixed(1)} | ${b.latency.max.toFixed(1)} | ${b.sources.l2 ?? 0} / ${b.sources.l1 ?? 0} / ${b.sources.oov ?? 0} |`), '',
   `p99 ratio cluster / single over the pooled latencies: **${ratio.toFixed(2)}**; per pair of adjacent blocks ${pairRatios.map((r) => r.toFixed(2)).join(', ')}, median **${medianPair.toFixed(2)}** (target ≤ 1.5: ${ratio <= 1.5 ? 'met' : 'missed'} pooled, ${medianPair <= 1.5 ? 'met' : 'missed'} median pair).`, '',
