@@ -215,8 +215,13 @@ export class L2Cache {
         else fail(new Error(`GET_LOCAL answered ${Array.isArray(replies) ? replies.length : typeof replies} for ${own.length} keys`))
         return
       } catch (err) {
-        if (!(err instanceof Error && /compil|flag|shebang/i.test(err.message))) {
+        const message = err instanceof Error ? err.message : String(err)
+        if (/non local key|^(MOVED|ASK|TRYAGAIN) /.test(message)) {
           await Promise.all(own.map((key, j) => this.#readPipelined([key], [idx[j] as number], take, fail)))
+          return
+        }
+        if (!(err instanceof Error && /compil|flag|shebang/i.test(message))) {
+          fail(err) // the node is down or slow: its keys are misses, its circuit opens (no second try)
           return
         }
         this.#scripts = false
