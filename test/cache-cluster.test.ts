@@ -61,6 +61,20 @@ async function cluster(t: { after(fn: () => Promise<unknown>): void }): Promise<
   return c
 }
 
+/** A cluster, an L2 on it (text vectors of 3 floats), and 60 entries written under a fresh prefix. */
+async function clusterWithEntries(t: { after(fn: () => unknown): void }, tag: string, vector: (i: number) => number[]) {
+  const c = await cluster(t)
+  const client = createClusterClient(c.seeds)
+  t.after(() => client.disconnect())
+  await waitFor(async () => (client.status === 'ready' ? true : undefined))
+  const metrics = createMetrics({ defaultMetrics: false })
+  const l2 = new L2Cache({ redis: client, dims: { image: 4, text: 3 }, metrics, logger: silent })
+  const prefix = `${tag}-${randomBytes(3).toString('hex')}`
+  const entries = Array.from({ length: 60 }, (_, i) => ({ key: `${prefix}:text:v1:${i}`, vector: new Float32Array(vector(i)) }))
+  assert.equal(await l2.setMany(entries, 600, Date.now() + 5000), 60)
+  return { c, l2, metrics, entries, prefix }
+}
+
 test('REDIS_CLUSTER_NODES: exclusive with REDIS_URL; a malformed seed list names the variable; URL form carries credentials', async () => {
   const base = { MODEL_DIR: BUNDLE_DIR }
   assert.throws(() => loadConfig({ ...base, REDIS_URL: 'redis://127.0.0.1:6379', REDIS_CLUSTER_NODES: '127.0.0.1:7000' }, {}),
@@ -77,15 +91,7 @@ test('REDIS_CLUSTER_NODES: exclusive with REDIS_URL; a malformed seed list names
 })
 
 test('L2 on a cluster: keys on all three masters are written and read back in one getMany (cross-slot)', async (t) => {
-  const c = await cluster(t)
-  const client = createClusterClient(c.seeds)
-  t.after(() => client.disconnect())
-  await waitFor(async () => (client.status === 'ready' ? true : undefined))
-  const metrics = createMetrics({ defaultMetrics: false })
-  const l2 = new L2Cache({ redis: client, dims: { image: 4, text: 3 }, metrics, logger: silent })
-  const prefix = `cl-${randomBytes(3).toString('hex')}`
-  const entries = Array.from({ length: 60 }, (_, i) => ({ key: `${prefix}:text:v1:${i}`, vector: new Float32Array([i, i + 0.5, -i]) }))
-  assert.equal(await l2.setMany(entries, 600, Date.now() + 5000), 60)
+  const { c, l2, metrics, entries, prefix } = await clusterWithEntries(t, 'cl', (i) => [i, i + 0.5, -i])
 
   const masters = await c.masters()
   assert.equal(masters.length, 3)
@@ -110,15 +116,7 @@ test('L2 on a cluster: keys on all three masters are written and read back in on
 })
 
 test('L2 on a cluster: a slot moved behind the client\'s back (stale slot map) still reads every key: that master\'s group falls back to GETs', async (t) => {
-  const c = await cluster(t)
-  const client = createClusterClient(c.seeds)
-  t.after(() => client.disconnect())
-  await waitFor(async () => (client.status === 'ready' ? true : undefined))
-  const metrics = createMetrics({ defaultMetrics: false })
-  const l2 = new L2Cache({ redis: client, dims: { image: 4, text: 3 }, metrics, logger: silent })
-  const prefix = `cm-${randomBytes(3).toString('hex')}`
-  const entries = Array.from({ length: 60 }, (_, i) => ({ key: `${prefix}:text:v1:${i}`, vector: new Float32Array([i, 2 * i, -i]) }))
-  assert.equal(await l2.setMany(entries, 600, Date.now() + 5000), 60)
+  const { c, l2, metrics, entries } = await clusterWithEntries(t, 'cm', (i) => [i, 2 * i, -i])
   const masters = await c.masters()
   const from = await ownerOf(masters, entries[0]?.key ?? '')
   const to = masters.find((m) => m.port !== from.port)

@@ -43,7 +43,7 @@ export interface L2Redis {
  * script flagged `allow-cross-slot-keys` (Redis ≥ 7.0) may read undeclared keys of any slot the
  * node serves. The first key is declared, so the client routes the call to the master of its slot;
  * the rest are arguments. A key whose slot is not (or no longer) local fails the whole script, and
- * L2 reads that group again as a pipeline of GETs, which follows MOVED/ASK key by key.
+ * L2 reads that group again one GET per key, which ioredis redirects (MOVED/ASK).
  *
  * Why not a pipeline of GETs per master, as before: in a bench on this machine (40 calls/s, 50 keys,
  * open loop) a 50-GET pipeline had p99 5.4 ms against 1.1 ms for one MGET of the same keys; one
@@ -53,6 +53,10 @@ export const GET_LOCAL = '#!lua flags=allow-cross-slot-keys,no-writes\n' +
   'local out = {redis.call("GET", KEYS[1])}\n' +
   'for i, k in ipairs(ARGV) do out[i + 1] = redis.call("GET", k) end\n' +
   'return out'
+
+/** A cluster read's callbacks: key i answered (bytes, or null when absent); a read failed. */
+type Take = (i: number, bytes: unknown) => void
+type Fail = (err: unknown) => void
 
 export interface L2Options {
   readonly redis: L2Redis
@@ -134,8 +138,8 @@ export class L2Cache {
   }
 
   /**
-   * Cluster reads: one GET per key, in one pipeline per master per request, all masters in
-   * parallel. Each pipeline's answers count as they arrive, so a master that fails over costs only
+   * Cluster reads: one GET_LOCAL call per master per request (#readGroup), all masters in
+   * parallel. Each master's answers count as they arrive, so a master that fails over costs only
    * the keys of its slots, and what arrived by the deadline is kept. A master whose keys went
    * unanswered is skipped for a while (node-circuits.ts): its keys are misses at once instead of
    * each request waiting out its stage.
@@ -157,10 +161,10 @@ export class L2Cache {
       else invalid++
     }
     const fail = (err: unknown): void => { failed ??= err instanceof Error ? err : new Error(String(err)) }
-    // One pipeline per master per request: ioredis' auto-pipelining keeps one pipeline in flight per
-    // node, so concurrent requests queued behind each other's round trips (the cluster's p99 was
-    // 1.8× one Redis's MGET in an 8-pair bench). Keys whose master is not known yet go one by one.
-    // Keyed by the slot map's node list itself (ioredis shares one array per slot range): no string per key.
+    // One read per master per request, not ioredis' auto-pipelining (it keeps one pipeline in flight
+    // per node, so concurrent requests queued behind each other's round trips). Keys whose master
+    // is not known yet go one by one. Keyed by the slot map's node list itself (ioredis shares one
+    // array per slot range): no string per key.
     const groups = new Map<readonly string[], number[]>()
     const loose: number[] = []
     keys.forEach((_, i) => {
@@ -170,7 +174,7 @@ export class L2Cache {
         return
       }
       if (node === undefined) { loose.push(i); return }
-      // A cluster pipeline must stay within one group of nodes (ioredis groups slots the same way).
+      // One read must stay within one group of nodes (ioredis groups slots the same way).
       const within = slotNodes[i] as readonly string[]
       const group = groups.get(within)
       if (group) group.push(i)
@@ -206,7 +210,7 @@ export class L2Cache {
    * pipeline, which ioredis redirects (MOVED/ASK) key by key. A server that refuses the script
    * itself (Redis < 7.0) gets one pipeline of GETs per master from then on.
    */
-  async #readGroup(keys: readonly string[], idx: readonly number[], take: (i: number, bytes: unknown) => void, fail: (err: unknown) => void): Promise<void> {
+  async #readGroup(keys: readonly string[], idx: readonly number[], take: Take, fail: Fail): Promise<void> {
     const own = idx.map((i) => keys[i] as string)
     if (this.#scripts) {
       try {
@@ -217,7 +221,7 @@ export class L2Cache {
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err)
         if (/non local key|^(MOVED|ASK|TRYAGAIN) /.test(message)) {
-          await Promise.all(own.map((key, j) => this.#readPipelined([key], [idx[j] as number], take, fail)))
+          await Promise.all(idx.map((i) => this.#readPipelined(keys, [i], take, fail)))
           return
         }
         if (!(err instanceof Error && /compil|flag|shebang/i.test(message))) {
@@ -228,13 +232,13 @@ export class L2Cache {
         this.#logger.warn({ err: err.message }, 'redis cluster refused the L2 read script (Redis >= 7.0 runs it): L2 reads use pipelines of GETs')
       }
     }
-    await this.#readPipelined(own, idx, take, fail)
+    await this.#readPipelined(keys, idx, take, fail)
   }
 
-  /** `own` (= keys at `idx`) in one pipeline of GETs. */
-  async #readPipelined(own: readonly string[], idx: readonly number[], take: (i: number, bytes: unknown) => void, fail: (err: unknown) => void): Promise<void> {
+  /** The keys at `idx` in one pipeline of GETs. */
+  async #readPipelined(keys: readonly string[], idx: readonly number[], take: Take, fail: Fail): Promise<void> {
     const pipeline = this.#redis.pipeline()
-    for (const key of own) pipeline.getBuffer(key)
+    for (const i of idx) pipeline.getBuffer(keys[i] as string)
     try {
       const replies = await pipeline.exec()
       if (replies === null) { fail(new Error('pipeline discarded')); return }
