@@ -8,7 +8,7 @@ import { build } from '../support/app.ts'
 
 test('bounded in bytes, least recently used first; the metric follows', async () => {
   const metrics = createMetrics({ defaultMetrics: false })
-  const per = 2 * 'publisher\u0000v000'.length + ROW_ENTRY_OVERHEAD_BYTES
+  const per = 2 * 'v000'.length + ROW_ENTRY_OVERHEAD_BYTES
   const cache = new RowCache({ maxBytes: 10 * per, metrics })
   let computed = 0
   const row = (v: string) => cache.get('publisher', v, () => { computed++; return Number(v.slice(1)) })

