@@ -40,6 +40,10 @@ interface Point {
   readonly loadAverage: number
   /** Server threads that used ≥ 0.05 ms per request: "name/tid" → CPU ms per completed request. */
   readonly threads: Record<string, number>
+  /** Answers by HTTP status (503 = shed) and driver-side failures (timeouts). */
+  readonly statusCounts: Record<string, number>
+  /** Requests that failed or answered 2xx more than 200 ms after their due time, as a share of those sent. */
+  readonly lateOrFailedShare: number
 }
 
 function threadName(pid: number, tid: number): string {
@@ -89,6 +93,7 @@ function point(rate: number, itemsPerRequest: number, m: Measurement): Omit<Poin
     rate, items: itemsPerRequest, throughput: d.throughput, p50: d.latency.p50, p99: d.latency.p99, errors: d.errors,
     cpuMsPerRequest: per(m.cpu.server), mainCpuMsPerRequest: per(m.cpu.serverMainThread),
     driverCores: m.cpu.driver ?? Number.NaN, otherCores: m.cpu.other ?? Number.NaN, loadAverage: m.loadAverage,
+    statusCounts: d.statusCounts, lateOrFailedShare: d.lateOrFailed.share,
   }
 }
 
@@ -154,9 +159,9 @@ async function main(): Promise<void> {
   mkdirSync('bench/results', { recursive: true })
   const out = join('bench/results', `hit-path-${label}`)
   writeFileSync(`${out}.json`, `${JSON.stringify(results, null, 2)}\n`)
-  const rows = results.points.map((p) => `| ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
+  const rows = results.points.map((p) => `| ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} ${JSON.stringify(p.statusCounts)} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
   writeFileSync(`${out}.md`, [`# Hit path: ${label} (${results.startedAt})`, '', `env: \`${JSON.stringify(env)}\`, RSS at end ${results.rssMiB} MiB`, '',
-    '| items | rate | done/s | p50 ms | p99 ms | errors | server CPU ms/req | main-thread CPU ms/req | driver cores | other cores | load avg |',
+    '| items | rate | done/s | p50 ms | p99 ms | errors (statuses) | server CPU ms/req | main-thread CPU ms/req | driver cores | other cores | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|---|', ...rows, ''].join('\n'))
   process.stdout.write(`wrote ${out}.json and .md\n`)
 }

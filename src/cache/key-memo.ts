@@ -11,7 +11,7 @@ import type { Modality } from './keys.ts'
 export const KEY_MEMO_ENTRY_OVERHEAD_BYTES = 96
 
 /** Default budget of the memo, both modalities together. */
-export const KEY_MEMO_MAX_BYTES = 8 * 1024 * 1024
+export const KEY_MEMO_MAX_BYTES = 4 * 1024 * 1024
 
 type KeyOf = (modality: Modality, input: string) => string
 
