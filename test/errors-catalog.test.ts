@@ -19,7 +19,8 @@ const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
   'embedding/image-loader-worker.ts': 1, // loaded outside a worker thread
   'cli/score.ts': 1, // a `score` worker process died (its own stderr says why)
   'scoring/scorer-pool.ts': 2, // a scorer thread answered outside the protocol: a bug
-  'scoring/scorer-worker.ts': 2, // loaded outside a worker thread; a vector slab it was not given (a bug)
+  'scoring/scorer-worker.ts': 3, // loaded outside a worker thread; a vector slab it was not given; slots with projections for a bundle without a split head (bugs)
+  'scoring/image-projections.ts': 1, // a vector slab it was not given (a bug)
   'cache/cluster-seeds.ts': 1, // a parse detail: config.ts reports it as CTR_ERR_BAD_CONFIG naming REDIS_CLUSTER_NODES
 }
 

@@ -71,6 +71,20 @@ export interface Manifest {
       mu: string
       sigma: string
     }
+    /**
+     * Optional: the head in two graphs (training/head_split.py). `file` maps the image input to its first dense layer's output (`dim` values); `rest.file` takes that output (`rest.input`) in place of the image input and gives the head's outputs. Scorer threads run the first once per cached image.
+     */
+    image_projection?: {
+      file: RelativePath
+      sha256: Sha256
+      output: string
+      dim: number
+      rest: {
+        file: RelativePath
+        sha256: Sha256
+        input: string
+      }
+    }
   }
   oov: {
     image: VectorFile

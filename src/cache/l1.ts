@@ -24,6 +24,8 @@ export interface L1Options {
 export interface VectorHome {
   adopt(v: Float32Array): Float32Array
   release(v: Float32Array): void
+  /** Bytes the home keeps beside a vector of this length (charged to the budget with it). */
+  tailBytes(length: number): number
 }
 
 export type SnapshotLoad =
@@ -44,7 +46,7 @@ export class L1Cache {
     this.#home = home
     this.#lru = new LRUCache<string, Float32Array>({
       maxSize: opts.maxBytes,
-      sizeCalculation: (vector, key) => vector.byteLength + key.length + ENTRY_OVERHEAD_BYTES,
+      sizeCalculation: (vector, key) => vector.byteLength + (home ? home.tailBytes(vector.length) : 0) + key.length + ENTRY_OVERHEAD_BYTES,
       ...(home ? { dispose: (vector: Float32Array) => home.release(vector) } : {}),
     })
   }

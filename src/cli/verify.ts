@@ -4,6 +4,7 @@ import { loadBundle } from '../bundle/load-bundle.ts'
 import { loadConfig } from '../config.ts'
 import { createEncoderPools } from '../embedding/encoder-pools.ts'
 import { Head } from '../fusion/head.ts'
+import { SplitHead } from '../fusion/split-head.ts'
 import { DiffCollector, formatTable } from '../verify/diff-stats.ts'
 import { readJsonl, runParity } from '../verify/parity.ts'
 import type { Command } from './main.ts'
@@ -72,14 +73,15 @@ export const verifyCommand: Command = {
       const bundle = await loadBundle(config.MODEL_DIR)
       const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: 1, ortThreads: config.ORT_INTRA_OP_THREADS })
       const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)
+      const split = await SplitHead.load(bundle, config.HEAD_INTRA_OP_THREADS)
       try {
-        const r = await runParity({ bundle, imagePool, textPool, head })
+        const r = await runParity({ bundle, imagePool, textPool, head, ...(split ? { split } : {}) })
         diffs = r.diffs
         process.stdout.write(`parity fixtures: ${r.fixtures}; pixel digest mismatches: ${r.pixelDigestMismatches.length}; token id mismatches: ${r.tokenMismatches.length}\n`)
         if (r.pixelDigestMismatches.length > 0) problems.push(`pixel digests differ for ${r.pixelDigestMismatches.slice(0, 5).join(', ')}`)
         if (r.tokenMismatches.length > 0) problems.push(`token ids differ for ${r.tokenMismatches.slice(0, 5).join(', ')}`)
       } finally {
-        await Promise.all([imagePool.close(), textPool.close(), head.close()])
+        await Promise.all([imagePool.close(), textPool.close(), head.close(), split?.close()])
       }
     }
     const table = diffs.table()

@@ -7,6 +7,7 @@ import { TieredStore } from '../cache/tiered-store.ts'
 import type { SavedJob } from '../cache/l1-snapshot.ts'
 import type { KeyFn } from '../predict/predict-service.ts'
 import { VectorSlabs } from '../scoring/vector-slabs.ts'
+import { projectionTail } from '../scoring/image-projections.ts'
 
 /** The L1 snapshot file (L1_SNAPSHOT_PATH) and the background jobs that travel with it. */
 export interface L1Snapshots {
@@ -35,7 +36,10 @@ export default fp(async (app) => {
   const { config, bundle, metrics, redis, log } = app
   const m = bundle.manifest
   const versions = { image: m.encoders.image.version, text: m.encoders.text.version }
-  const slabs = config.WEB_CONCURRENCY > 1 ? new VectorSlabs(config.L1_MAX_BYTES) : undefined
+  // Image slots keep the head's projection of their vector when the bundle's head is split.
+  const projection = m.head.image_projection
+  const tails = projection ? [projectionTail(m.oov.image.dim, projection.dim)] : []
+  const slabs = config.WEB_CONCURRENCY > 1 ? new VectorSlabs(config.L1_MAX_BYTES, Date.now, tails) : undefined
   app.decorate('vectorSlabs', slabs)
   const l1 = new L1Cache({ maxBytes: config.L1_MAX_BYTES, ...(slabs ? { home: slabs } : {}) })
   const path = config.L1_SNAPSHOT_PATH

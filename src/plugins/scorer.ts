@@ -12,7 +12,8 @@ declare module 'fastify' {
 export default fp(async (app) => {
   const { config, bundle, fusionHead, vectorSlabs } = app
   const scorer = await createScorer(bundle, fusionHead, {
-    concurrency: config.WEB_CONCURRENCY, intraOpThreads: config.HEAD_INTRA_OP_THREADS, slabs: vectorSlabs?.buffers ?? [],
+    concurrency: config.WEB_CONCURRENCY, intraOpThreads: config.HEAD_INTRA_OP_THREADS,
+    ...(vectorSlabs ? { slabs: { buffers: vectorSlabs.buffers, imageProjections: vectorSlabs.tailBytes(bundle.oov.image.length) > 0 } } : {}),
   }, app.log)
   app.decorate('scorer', scorer)
   app.addHook('onClose', async () => { await scorer.close() })

@@ -1,15 +1,15 @@
-import type { Head, HeadBundle } from '../fusion/head.ts'
+import type { Head } from '../fusion/head.ts'
 import { mixtureStatsOf } from '../mdn/batch-stats.ts'
 import { PredictionsJson } from '../predict/predictions-json.ts'
 import { InlineScorer, type Scorer } from './scorer.ts'
-import { ScorerPool } from './scorer-pool.ts'
+import { ScorerPool, type ScorerBundle, type SharedSlabs } from './scorer-pool.ts'
 
 /**
  * WEB_CONCURRENCY = 1: score on the request thread (the behaviour before issue 11). N > 1: N − 1
  * scorer threads, the request thread being the N-th busy thread (README "Every core").
  */
 export async function createScorer(
-  bundle: HeadBundle, head: Pick<Head, 'runWith'>, opts: { concurrency: number; intraOpThreads: number; slabs?: readonly SharedArrayBuffer[] },
+  bundle: ScorerBundle, head: Pick<Head, 'runWith'>, opts: { concurrency: number; intraOpThreads: number; slabs?: SharedSlabs },
   log?: { warn(o: object, m: string): void },
 ): Promise<Scorer> {
   const stats = mixtureStatsOf(bundle.manifest)

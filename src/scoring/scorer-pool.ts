@@ -1,5 +1,14 @@
 import { Worker } from 'node:worker_threads'
 import type { HeadBundle } from '../fusion/head.ts'
+
+/** The shared slabs cached vectors live in, and whether image slots carry a projection (image-projections.ts). */
+export interface SharedSlabs {
+  readonly buffers: readonly SharedArrayBuffer[]
+  readonly imageProjections: boolean
+}
+
+/** What scorer threads need of a bundle. */
+export type ScorerBundle = HeadBundle & { readonly oov: { readonly image: Float32Array } }
 import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
 import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
@@ -26,10 +35,13 @@ export class ScorerPool implements Scorer {
   private queuedRows = 0
 
   constructor(
-    private readonly bundle: HeadBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
-    slabs: readonly SharedArrayBuffer[] = [],
+    private readonly bundle: ScorerBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
+    slabs: SharedSlabs = { buffers: [], imageProjections: false },
   ) {
-    const data: ScorerWorkerData = { dir: bundle.dir, manifest: bundle.manifest, fieldsDim: bundle.fieldsDim, intraOpThreads, slabs }
+    const data: ScorerWorkerData = {
+      dir: bundle.dir, manifest: bundle.manifest, fieldsDim: bundle.fieldsDim, intraOpThreads,
+      slabs: slabs.buffers, imageProjections: slabs.imageProjections, oovImage: bundle.oov.image,
+    }
     this.slots = new WorkerSlots<ScoreRequest, ScoreResponse>({
       name: 'scorer thread', size, ...(log ? { log } : {}),
       create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),

@@ -11,6 +11,10 @@ export interface ScorerWorkerData {
   readonly intraOpThreads: number
   /** The shared slabs cached vectors live in (vector-slabs.ts), indexed as in ScorerInputs.refs. */
   readonly slabs: readonly SharedArrayBuffer[]
+  /** Image slots carry the head's projection of their vector (image-projections.ts): score through the split head. */
+  readonly imageProjections: boolean
+  /** The bundle's OOV image vector (its projection is computed once, at start). */
+  readonly oovImage: Float32Array
 }
 
 export interface InputSet {

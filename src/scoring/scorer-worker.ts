@@ -1,7 +1,9 @@
 // A scorer thread: the head's run, the mixture statistics and the predictions JSON of one request
 // at a time per message, off the thread that parses requests and writes responses (issue 11).
 import { parentPort, workerData } from 'node:worker_threads'
-import { Head, type HeadInputs } from '../fusion/head.ts'
+import { Head, type HeadInputs, type HeadOutputs } from '../fusion/head.ts'
+import { SplitHead } from '../fusion/split-head.ts'
+import { ImageProjections } from './image-projections.ts'
 import { mixtureStatsOf } from '../mdn/batch-stats.ts'
 import { PredictionsJson } from '../predict/predictions-json.ts'
 import { scoreInputs } from './scorer.ts'
@@ -21,6 +23,13 @@ const dt = data.manifest.oov.text.dim
 const utf8 = new TextEncoder()
 
 const slabs = data.slabs.map((b) => new Float32Array(b))
+// With the head split (manifest head.image_projection) and shared slabs: images go through their
+// cached projections (image-projections.ts), and the rest of the head runs on those.
+const split = data.imageProjections ? await SplitHead.load(data, data.intraOpThreads) : undefined
+if (data.imageProjections && !split) throw new Error('scorer: image slots carry projections but the bundle has no head.image_projection')
+const projections = split
+  ? new ImageProjections(data.slabs, di, split.dim, await split.project(data.oovImage, 1), (rows, m) => split.project(rows, m))
+  : undefined
 
 function views(req: ScoreRequest): HeadInputs {
   const { n, inputs: s } = req
@@ -28,9 +37,17 @@ function views(req: ScoreRequest): HeadInputs {
     n, image: s.image.subarray(0, n * di), imageOov: s.imageOov.subarray(0, n),
     text: s.text.subarray(0, n * dt), textOov: s.textOov.subarray(0, n), fields: s.fields.subarray(0, n * data.fieldsDim),
   }
-  gather(x.image, s.refs, 0, n, di)
+  if (!projections) gather(x.image, s.refs, 0, n, di)
   gather(x.text, s.refs, 2 * n, n, dt)
   return x
+}
+
+/** The head's outputs for a request's rows: through the cached image projections when split. */
+async function runHead(x: HeadInputs, refs: Int32Array): Promise<HeadOutputs> {
+  if (!split || !projections) return head.run(x)
+  const imageProjection = new Float32Array(x.n * split.dim)
+  await projections.fill(imageProjection, { n: x.n, image: x.image, imageOov: x.imageOov, refs })
+  return split.run({ n: x.n, imageProjection, imageOov: x.imageOov, text: x.text, textOov: x.textOov, fields: x.fields })
 }
 
 /** Copies the rows the request thread left in shared memory (refs[at + 2i] ≥ 0) into `out`. */
@@ -46,7 +63,7 @@ function gather(out: Float32Array, refs: Int32Array, at: number, n: number, dim:
 }
 
 async function handle(req: ScoreRequest): Promise<ScoreResponse> {
-  const s = await scoreInputs(head, stats, views(req))
+  const s = await scoreInputs({ run: (x) => runHead(x, req.inputs.refs) }, stats, views(req))
   if (!req.meta) return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs, rows: s.rows, pi: s.pi, mu: s.mu, sigma: s.sigma }
   const t = performance.now()
   const codes = req.meta.sources
@@ -67,6 +84,7 @@ let active = 0
 async function closeWorker(): Promise<void> {
   while (active > 0) await new Promise((r) => setTimeout(r, 10))
   await head.close()
+  await split?.close()
   process.exit(0) // in a worker thread this ends the thread only
 }
 

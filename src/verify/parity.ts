@@ -4,6 +4,7 @@ import type { Bundle } from '../bundle/load-bundle.ts'
 import type { EncoderPool } from '../embedding/encoder-pool.ts'
 import { FieldFeatures } from '../fusion/field-features.ts'
 import type { Head } from '../fusion/head.ts'
+import type { SplitHead } from '../fusion/split-head.ts'
 import { ctrDistribution } from '../mdn/distribution.ts'
 import { pixelsSha256, preprocessImage } from '../modalities/image/index.ts'
 import type { FieldValues, PredictItem } from '../predict/types.ts'
@@ -40,6 +41,8 @@ export interface ParityDeps {
   readonly imagePool: Pick<EncoderPool, 'embedImages'>
   readonly textPool: Pick<EncoderPool, 'embedTexts'>
   readonly head: Pick<Head, 'run'>
+  /** The bundle's split head (head.image_projection), checked against the expected outputs too. */
+  readonly split?: Pick<SplitHead, 'project' | 'run' | 'dim'>
 }
 
 export interface ParityReport {
@@ -121,6 +124,17 @@ export async function runParity(d: ParityDeps, batchSize = 32): Promise<ParityRe
     }
     const out = await d.head.run(x)
     const k = m.mdn.k
+    if (d.split) {
+      // As scorer threads run it: every image projected, then the rest of the head.
+      const imageProjection = await d.split.project(x.image, n)
+      const parts = await d.split.run({ n, imageProjection, imageOov: x.imageOov, text: x.text, textOov: x.textOov, fields: x.fields })
+      for (let i = 0; i < n; i++) {
+        const e = ex[i] as ParityExpected
+        diffs.add('pi (split head)', parts.pi.subarray(i * k, (i + 1) * k), e.pi)
+        diffs.add('mu (split head)', parts.mu.subarray(i * k, (i + 1) * k), e.mu)
+        diffs.add('sigma (split head)', parts.sigma.subarray(i * k, (i + 1) * k), e.sigma)
+      }
+    }
     for (let i = 0; i < n; i++) {
       const e = ex[i] as ParityExpected
       diffs.add('pi', out.pi.subarray(i * k, (i + 1) * k), e.pi)

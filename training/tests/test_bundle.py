@@ -99,3 +99,16 @@ def test_parity_fixtures_recomputed_with_onnxruntime(bundle):
                                    [e["quantiles"][k] for e in expected], rtol=1e-10)
     np.testing.assert_allclose(np.interp(raw, cal["x"], cal["y"]), E("mean"), rtol=1e-12, atol=1e-15)
     assert np.all(E("std") > 0) and np.all(E("raw_mean") > 0)
+
+
+def test_split_head_computes_the_head(bundle):
+    """head_rest(head_image(image), …) = head(image, …) on the parity fixtures, within 1e-6."""
+    from training.head_split import parity_feeds, check_split
+
+    d, man, _, _ = bundle
+    spec = man["head"]["image_projection"]
+    assert spec["dim"] == 64 and spec["output"] == "image_proj"
+    feeds = parity_feeds(d, man)
+    assert check_split(d / man["head"]["file"], d, feeds, man["head"]["inputs"]["image"]) <= 1e-6
+    proj = _sess(d / spec["file"]).run(None, {man["head"]["inputs"]["image"]: feeds["image_emb"]})[0]
+    assert proj.shape == (len(feeds["image_emb"]), spec["dim"])
