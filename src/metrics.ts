@@ -16,6 +16,7 @@ export interface Metrics {
   readonly lateResponses: Counter
   readonly degraded: Counter<'reason'>
   readonly shed: Counter<'reason'>
+  readonly imageProjections: Counter
 }
 
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5]
@@ -72,6 +73,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       name: 'ctrserve_degraded_responses_total',
       help: 'Requests answered with less than was possible, by reason (one count per reason per request): inline-item-cap, inline-busy, inline-no-time, inline-abandoned, lookup-skipped',
       labelNames: ['reason'], registers,
+    }),
+    imageProjections: new Counter({
+      name: 'ctrserve_image_projections_total',
+      help: 'Image vectors run through the split head\'s first layer in scorer threads: once per cached image (kept in its slot), every time for one outside shared memory',
+      registers,
     }),
     shed: new Counter({
       name: 'ctrserve_shed_requests_total',

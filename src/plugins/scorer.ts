@@ -10,11 +10,16 @@ declare module 'fastify' {
 }
 
 export default fp(async (app) => {
-  const { config, bundle, fusionHead, vectorSlabs } = app
+  const { config, bundle, fusionHead, vectorSlabs, metrics } = app
   const scorer = await createScorer(bundle, fusionHead, {
     concurrency: config.WEB_CONCURRENCY, intraOpThreads: config.HEAD_INTRA_OP_THREADS,
-    ...(vectorSlabs ? { slabs: { buffers: vectorSlabs.buffers, imageProjections: vectorSlabs.tailBytes(bundle.oov.image.length) > 0 } } : {}),
+    ...(vectorSlabs ? {
+      slabs: {
+        buffers: vectorSlabs.buffers, imageProjections: vectorSlabs.tailBytes(bundle.oov.image.length) > 0,
+        onProjected: (rows: number) => metrics.imageProjections.inc(rows),
+      },
+    } : {}),
   }, app.log)
   app.decorate('scorer', scorer)
   app.addHook('onClose', async () => { await scorer.close() })
-}, { name: 'scorer', dependencies: ['config', 'bundle', 'head', 'cache-store'] })
+}, { name: 'scorer', dependencies: ['config', 'metrics', 'bundle', 'head', 'cache-store'] })

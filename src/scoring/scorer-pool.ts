@@ -5,6 +5,8 @@ import type { HeadBundle } from '../fusion/head.ts'
 export interface SharedSlabs {
   readonly buffers: readonly SharedArrayBuffer[]
   readonly imageProjections: boolean
+  /** Told how many image rows each call projected (for /metrics). */
+  readonly onProjected?: (rows: number) => void
 }
 
 /** What scorer threads need of a bundle. */
@@ -33,11 +35,15 @@ export class ScorerPool implements Scorer {
   private msPerRow = 0
   /** Rows of the calls sent and not answered yet, over every thread. */
   private queuedRows = 0
+  /** Image rows projected by the scorer threads so far (split head): each cached image once, plus rows not in a slab. */
+  projectedImages = 0
+  private readonly onProjected: ((rows: number) => void) | undefined
 
   constructor(
     private readonly bundle: ScorerBundle, size: number, intraOpThreads: number, log?: { warn(o: object, m: string): void },
     slabs: SharedSlabs = { buffers: [], imageProjections: false },
   ) {
+    this.onProjected = slabs.onProjected
     const data: ScorerWorkerData = {
       dir: bundle.dir, manifest: bundle.manifest, fieldsDim: bundle.fieldsDim, intraOpThreads,
       slabs: slabs.buffers, imageProjections: slabs.imageProjections, oovImage: bundle.oov.image,
@@ -111,6 +117,8 @@ export class ScorerPool implements Scorer {
     return this.slots.call(req, inputBuffers(inputs)).then(
       (r) => {
         this.queuedRows -= n
+        this.projectedImages += r.projected
+        if (r.projected > 0) this.onProjected?.(r.projected)
         const perRow = (r.headMs + r.statsMs) / n
         this.msPerRow = this.msPerRow === 0 ? perRow : 0.9 * this.msPerRow + 0.1 * perRow
         return r

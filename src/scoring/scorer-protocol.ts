@@ -40,6 +40,8 @@ export interface ScoreRequest {
 
 export type ScoreResponse =
   | { readonly id: number; readonly ok: true; readonly inputs: InputSet; readonly headMs: number; readonly statsMs: number
+      /** Image rows projected for this call (split head): rows whose slot had no projection yet, or not in a slab. */
+      readonly projected: number
       readonly json?: Uint8Array; readonly rows?: Float64Array; readonly pi?: Float32Array; readonly mu?: Float32Array; readonly sigma?: Float32Array }
   | { readonly id: number; readonly ok: false; readonly inputs: InputSet; readonly error: string }
 

@@ -43,10 +43,10 @@ function views(req: ScoreRequest): HeadInputs {
 }
 
 /** The head's outputs for a request's rows: through the cached image projections when split. */
-async function runHead(x: HeadInputs, refs: Int32Array): Promise<HeadOutputs> {
+async function runHead(x: HeadInputs, refs: Int32Array, counts: { projected: number }): Promise<HeadOutputs> {
   if (!split || !projections) return head.run(x)
   const imageProjection = new Float32Array(x.n * split.dim)
-  await projections.fill(imageProjection, { n: x.n, image: x.image, imageOov: x.imageOov, refs })
+  counts.projected = await projections.fill(imageProjection, { n: x.n, image: x.image, imageOov: x.imageOov, refs })
   return split.run({ n: x.n, imageProjection, imageOov: x.imageOov, text: x.text, textOov: x.textOov, fields: x.fields })
 }
 
@@ -63,8 +63,10 @@ function gather(out: Float32Array, refs: Int32Array, at: number, n: number, dim:
 }
 
 async function handle(req: ScoreRequest): Promise<ScoreResponse> {
-  const s = await scoreInputs({ run: (x) => runHead(x, req.inputs.refs) }, stats, views(req))
-  if (!req.meta) return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs, rows: s.rows, pi: s.pi, mu: s.mu, sigma: s.sigma }
+  const counts = { projected: 0 }
+  const s = await scoreInputs({ run: (x) => runHead(x, req.inputs.refs, counts) }, stats, views(req))
+  const { projected } = counts
+  if (!req.meta) return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs, projected, rows: s.rows, pi: s.pi, mu: s.mu, sigma: s.sigma }
   const t = performance.now()
   const codes = req.meta.sources
   const n = req.n
@@ -75,7 +77,7 @@ async function handle(req: ScoreRequest): Promise<ScoreResponse> {
     text[i] = SOURCE_CODES[codes[n + i] as number] as Source
   }
   const body = utf8.encode(json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields }))
-  return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, json: body }
+  return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, projected, json: body }
 }
 
 let active = 0
