@@ -15,7 +15,6 @@ const data = workerData as ScorerWorkerData
 const port = parentPort
 if (!port) throw new Error('scorer-worker must run in a worker thread')
 
-const head = await Head.load(data, data.intraOpThreads)
 const stats = mixtureStatsOf(data.manifest)
 const json = new PredictionsJson(stats)
 const di = data.manifest.oov.image.dim
@@ -27,6 +26,8 @@ const slabs = data.slabs.map((b) => new Float32Array(b))
 // cached projections (image-projections.ts), and the rest of the head runs on those.
 const split = data.imageProjections ? await SplitHead.load(data, data.intraOpThreads) : undefined
 if (data.imageProjections && !split) throw new Error('scorer: image slots carry projections but the bundle has no head.image_projection')
+// The whole head only when not split (its session would sit unused).
+const head = split ? undefined : await Head.load(data, data.intraOpThreads)
 const projections = split
   ? new ImageProjections(data.slabs, di, split.dim, await split.project(data.oovImage, 1), (rows, m) => split.project(rows, m))
   : undefined
@@ -44,7 +45,7 @@ function views(req: ScoreRequest): HeadInputs {
 
 /** The head's outputs for a request's rows: through the cached image projections when split. */
 async function runHead(x: HeadInputs, refs: Int32Array, counts: { projected: number }): Promise<HeadOutputs> {
-  if (!split || !projections) return head.run(x)
+  if (!split || !projections) return (head as Head).run(x)
   const imageProjection = new Float32Array(x.n * split.dim)
   counts.projected = await projections.fill(imageProjection, { n: x.n, image: x.image, imageOov: x.imageOov, refs })
   return split.run({ n: x.n, imageProjection, imageOov: x.imageOov, text: x.text, textOov: x.textOov, fields: x.fields })
@@ -85,7 +86,7 @@ let active = 0
 /** Releases the head's session once the runs in progress end (releasing it mid-run would crash). */
 async function closeWorker(): Promise<void> {
   while (active > 0) await new Promise((r) => setTimeout(r, 10))
-  await head.close()
+  await head?.close()
   await split?.close()
   process.exit(0) // in a worker thread this ends the thread only
 }
