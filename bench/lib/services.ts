@@ -45,8 +45,10 @@ export interface ServerOptions {
 export async function startServer(name: string, o: ServerOptions): Promise<{ child: Child; base: string }> {
   const port = await freePort()
   const flags = o.cpuProfDir ? (mkdirSync(o.cpuProfDir, { recursive: true }), ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir]) : []
-  // As `./ctl start` and `npm start` launch it (README "Every core": the young generation's size).
-  const child = spawnChild(name, process.execPath, [...flags, '--max-semi-space-size=32', '--import', 'tsx', 'src/server.ts'], {
+  // As `./ctl start` and `npm start` launch it (README "Every core": the young generation's size);
+  // BENCH_NODE_FLAGS adds V8/node flags for A/B runs (space-separated).
+  const extra = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
+  const child = spawnChild(name, process.execPath, [...flags, ...extra, '--max-semi-space-size=32', '--import', 'tsx', 'src/server.ts'], {
     env: { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MODEL_DIR: 'models/ctr-synth', ...o.env },
   })
   const base = `http://127.0.0.1:${port}`
