@@ -30,7 +30,7 @@ from .config import (BISECT_ITERS, BISECT_SPAN, FULL, GH_NODES, IMAGE_DIM, IMAGE
                      TEXT_MAX_LEN, DataConfig, TrainConfig)
 from .encoders import ImageEncoder, decode_image, encode_images, normalize, pixels_sha256
 from .export import export_head, export_image_encoder, export_text_encoder, max_abs_diff
-from .head_split import check_split, split_head
+from .head_split import CannotSplit, check_split, split_head
 from .features import Featurizer, fields_emb_numpy, fit_edges
 from .fields import FieldSpec, infer_spec, load_spec
 from .hashing import hash_row
@@ -433,8 +433,12 @@ def main(argv=None) -> int:
     names = ["image_emb", "image_oov", "text_emb", "text_oov", "fields_emb"]
     diffs["head"] = max(max_abs_diff(model.head, tmp / "head.onnx", {k: v[:b] for k, v in zip(names, head_in)})
                         for b in (1, 3, len(head_in[0])))
-    image_projection = split_head(tmp / "head.onnx", "image_emb", tmp)
-    diffs["head_split_vs_head"] = check_split(tmp / "head.onnx", tmp, dict(zip(names, head_in)), "image_emb")
+    try:
+        image_projection = split_head(tmp / "head.onnx", "image_emb", tmp)
+        diffs["head_split_vs_head"] = check_split(tmp / "head.onnx", tmp, dict(zip(names, head_in)), "image_emb")
+    except CannotSplit as e:  # a head whose image path is not affine steps + one dense layer: served whole
+        log(f"head not split ({e}); the server runs head.onnx whole")
+        image_projection = None
     log("onnx vs pytorch max abs diff: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items()))
 
     # ---- evaluation report
@@ -476,7 +480,8 @@ def export_encoders(tmp: Path, enc, model, tok, pixels, has_img, data: Log, test
     return diffs
 
 
-def make_manifest(tmp: Path, name: str, version: str, feat: Featurizer, edges, calib, diffs, image_projection: dict) -> dict:
+def make_manifest(tmp: Path, name: str, version: str, feat: Featurizer, edges, calib, diffs,
+                  image_projection: dict | None) -> dict:
     gh_x, gh_w = mdn.gauss_hermite(GH_NODES)
     img_sha = sha256_file(tmp / "image_encoder.onnx")
     txt_sha = sha256_file(tmp / "text_encoder.onnx")
@@ -516,9 +521,10 @@ def make_manifest(tmp: Path, name: str, version: str, feat: Featurizer, edges, c
                  "inputs": {"image": "image_emb", "image_oov": "image_oov", "text": "text_emb",
                             "text_oov": "text_oov", "fields": "fields_emb"},
                  "outputs": {"pi": "pi", "mu": "mu", "sigma": "sigma"},
-                 "image_projection": {**image_projection, "sha256": sha256_file(tmp / image_projection["file"]),
-                                      "rest": {**image_projection["rest"],
-                                               "sha256": sha256_file(tmp / image_projection["rest"]["file"])}}},
+                 **({"image_projection": {**image_projection, "sha256": sha256_file(tmp / image_projection["file"]),
+                                          "rest": {**image_projection["rest"],
+                                                   "sha256": sha256_file(tmp / image_projection["rest"]["file"])}}}
+                    if image_projection else {})},
         "oov": {"image": {"file": "oov/image.f32", "dim": IMAGE_DIM},
                 "text": {"file": "oov/text.f32", "dim": TEXT_DIM}},
         "fields": fields,
