@@ -35,7 +35,7 @@ from .features import Featurizer, fields_emb_numpy, fit_edges
 from .fields import FieldSpec, infer_spec, load_spec
 from .hashing import hash_row
 from .images import ImageFetcher, content_key
-from .manifest_schema import check_manifest
+from .manifest_schema import check_manifest, sha256_file
 from .rows import Log, read_log
 from .tokenizer import encode, load_tokenizer, pad_batch, save_tokenizer, train_tokenizer
 from .train import CTRModel, Data, fit_spread_tau, predict, train
@@ -46,14 +46,6 @@ VERSION = "1.1.0"
 
 def log(msg: str) -> None:
     print(f"[{time.time() - T0:7.1f}s] {msg}", flush=True)
-
-
-def sha256_file(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_jsonl(path: Path, rows) -> None:
@@ -521,9 +513,9 @@ def make_manifest(tmp: Path, name: str, version: str, feat: Featurizer, edges, c
                  "inputs": {"image": "image_emb", "image_oov": "image_oov", "text": "text_emb",
                             "text_oov": "text_oov", "fields": "fields_emb"},
                  "outputs": {"pi": "pi", "mu": "mu", "sigma": "sigma"},
-                 **({"image_projection": {**image_projection, "sha256": sha256_file(tmp / image_projection["file"]),
+                 **({"image_projection": {**image_projection, "sha256": files[image_projection["file"]]["sha256"],
                                           "rest": {**image_projection["rest"],
-                                                   "sha256": sha256_file(tmp / image_projection["rest"]["file"])}}}
+                                                   "sha256": files[image_projection["rest"]["file"]]["sha256"]}}}
                     if image_projection else {})},
         "oov": {"image": {"file": "oov/image.f32", "dim": IMAGE_DIM},
                 "text": {"file": "oov/text.f32", "dim": TEXT_DIM}},

@@ -1,7 +1,9 @@
 """Validate a bundle manifest against docs/manifest.schema.json (the schema the server's Ajv uses)
-before it is written, so training never ships a manifest the server would refuse."""
+before it is written, so training never ships a manifest the server would refuse; and the digest
+of a bundle file as its `files` entries and `sha256` fields record it."""
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -28,3 +30,11 @@ def check_manifest(manifest: dict) -> None:
     errors = manifest_errors(manifest)
     if errors:
         raise ValueError("manifest does not match docs/manifest.schema.json:\n  " + "\n  ".join(errors))
+
+
+def sha256_file(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,5 +1,5 @@
 import { join } from 'node:path'
-import { type Session, createSession, float32, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
+import { type Feeds, type Session, createSession, float32, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
 import type { Bundle } from '../bundle/load-bundle.ts'
 
 /** What the head needs of a bundle (a scorer thread receives just this). */
@@ -75,20 +75,29 @@ export class Head {
 
   async run(x: HeadInputs): Promise<HeadOutputs> {
     const m = this.bundle.manifest
-    const names = m.head.inputs
-    const n = x.n
-    const k = m.mdn.k
-    const out = await runFloat32(this.session, {
-      [names.image]: float32(x.image, [n, m.oov.image.dim]),
-      [names.image_oov]: float32(x.imageOov, [n, 1]),
-      [names.text]: float32(x.text, [n, m.oov.text.dim]),
-      [names.text_oov]: float32(x.textOov, [n, 1]),
-      [names.fields]: float32(x.fields, [n, this.bundle.fieldsDim]),
-    }, m.head.outputs, { pi: n * k, mu: n * k, sigma: n * k })
-    return { k, pi: out.pi, mu: out.mu, sigma: out.sigma }
+    return runHeadGraph(this.session, this.bundle, { [m.head.inputs.image]: float32(x.image, [x.n, m.oov.image.dim]) }, x)
   }
 
   async close(): Promise<void> {
     await releaseSession(this.session)
   }
+}
+
+/**
+ * Runs a graph that takes the head's inputs, its image input given as `image` (the whole head's
+ * image vectors, or the split head's projections: split-head.ts), and gives the head's outputs.
+ */
+export async function runHeadGraph(session: Session, bundle: HeadBundle, image: Feeds, x: Omit<HeadInputs, 'image'>): Promise<HeadOutputs> {
+  const m = bundle.manifest
+  const names = m.head.inputs
+  const n = x.n
+  const k = m.mdn.k
+  const out = await runFloat32(session, {
+    ...image,
+    [names.image_oov]: float32(x.imageOov, [n, 1]),
+    [names.text]: float32(x.text, [n, m.oov.text.dim]),
+    [names.text_oov]: float32(x.textOov, [n, 1]),
+    [names.fields]: float32(x.fields, [n, bundle.fieldsDim]),
+  }, m.head.outputs, { pi: n * k, mu: n * k, sigma: n * k })
+  return { k, pi: out.pi, mu: out.mu, sigma: out.sigma }
 }

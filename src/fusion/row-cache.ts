@@ -19,12 +19,15 @@ export interface RowCacheMetrics {
   readonly fieldRowCache: { set(labels: { stat: 'bytes' | 'entries' }, value: number): void }
 }
 
+/** Bytes charged for one cached value (a JS string: 2 bytes per UTF-16 unit at worst). */
+function entryBytes(value: string): number {
+  return 2 * value.length + ROW_ENTRY_OVERHEAD_BYTES
+}
+
 export class RowCache {
   readonly #fields = new Map<string, LRUCache<string, number>>()
   readonly #maxBytes: number
   readonly #metrics: RowCacheMetrics | undefined
-  #bytes = 0
-  #size = 0
 
   constructor(opts: { maxBytes: number; metrics?: RowCacheMetrics }) {
     this.#maxBytes = opts.maxBytes
@@ -37,28 +40,30 @@ export class RowCache {
     const hit = lru?.get(value)
     if (hit !== undefined) return hit
     if (!lru) {
-      lru = new LRUCache<string, number>({
-        maxSize: this.#maxBytes,
-        // Key is a JS string (2 bytes per UTF-16 unit at worst).
-        sizeCalculation: (_v, key) => 2 * key.length + ROW_ENTRY_OVERHEAD_BYTES,
-        dispose: (_v, key) => { this.#bytes -= 2 * key.length + ROW_ENTRY_OVERHEAD_BYTES; this.#size-- },
-      })
+      lru = new LRUCache<string, number>({ maxSize: this.#maxBytes, sizeCalculation: (_v, key) => entryBytes(key) })
       this.#fields.set(field, lru)
     }
     const computed = row()
-    const size = 2 * value.length + ROW_ENTRY_OVERHEAD_BYTES
-    if (size > this.#maxBytes) return computed
+    if (entryBytes(value) > this.#maxBytes) return computed
     lru.set(value, computed)
-    this.#bytes += size
-    this.#size++
-    while (this.#bytes > this.#maxBytes) this.#largest().pop()
-    this.#metrics?.fieldRowCache.set({ stat: 'bytes' }, this.#bytes)
-    this.#metrics?.fieldRowCache.set({ stat: 'entries' }, this.#size)
+    while (this.bytes > this.#maxBytes) this.#largest().pop()
+    this.#metrics?.fieldRowCache.set({ stat: 'bytes' }, this.bytes)
+    this.#metrics?.fieldRowCache.set({ stat: 'entries' }, this.size)
     return computed
   }
 
-  get bytes(): number { return this.#bytes }
-  get size(): number { return this.#size }
+  /** Bytes charged over every field (a sum over the few fields, taken on misses only). */
+  get bytes(): number {
+    let sum = 0
+    for (const lru of this.#fields.values()) sum += lru.calculatedSize
+    return sum
+  }
+
+  get size(): number {
+    let sum = 0
+    for (const lru of this.#fields.values()) sum += lru.size
+    return sum
+  }
 
   #largest(): LRUCache<string, number> {
     let best: LRUCache<string, number> | undefined

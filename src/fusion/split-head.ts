@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { type Session, createSession, float32, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
-import type { HeadBundle, HeadInputs, HeadOutputs } from './head.ts'
+import { type HeadBundle, type HeadInputs, type HeadOutputs, runHeadGraph } from './head.ts'
 
 // The head in two graphs (manifest head.image_projection; training/head_split.py): the image
 // tower's first dense layer alone (`project`), and the rest of the head from that layer's output
@@ -11,12 +11,17 @@ import type { HeadBundle, HeadInputs, HeadOutputs } from './head.ts'
 /** The head's inputs with each row's image replaced by its projection (n × dim). */
 export type ProjectedInputs = Omit<HeadInputs, 'image'> & { readonly imageProjection: Float32Array }
 
+type Spec = NonNullable<HeadBundle['manifest']['head']['image_projection']>
+
 export class SplitHead {
+  /** Values per projected image. */
+  readonly dim: number
+
   private constructor(
-    private readonly projector: Session, private readonly rest: Session, private readonly bundle: HeadBundle,
-    /** Values per projected image. */
-    readonly dim: number,
-  ) {}
+    private readonly projector: Session, private readonly rest: Session, private readonly bundle: HeadBundle, private readonly spec: Spec,
+  ) {
+    this.dim = spec.dim
+  }
 
   /** The split of this bundle's head, or undefined when its manifest has none. */
   static async load(bundle: HeadBundle, intraOpThreads: number): Promise<SplitHead | undefined> {
@@ -24,31 +29,18 @@ export class SplitHead {
     if (!spec) return undefined
     const projector = await createSession(join(bundle.dir, spec.file), { threads: intraOpThreads })
     const rest = await createSession(join(bundle.dir, spec.rest.file), { threads: intraOpThreads })
-    return new SplitHead(projector, rest, bundle, spec.dim)
+    return new SplitHead(projector, rest, bundle, spec)
   }
 
   /** Projections of m image vectors (m × image dim) as a new array (m × dim). */
   async project(images: Float32Array, m: number): Promise<Float32Array> {
     const man = this.bundle.manifest
-    const spec = man.head.image_projection as NonNullable<typeof man.head.image_projection>
-    const out = await runFloat32(this.projector, { [man.head.inputs.image]: float32(images, [m, man.oov.image.dim]) }, { p: spec.output }, { p: m * this.dim })
+    const out = await runFloat32(this.projector, { [man.head.inputs.image]: float32(images, [m, man.oov.image.dim]) }, { p: this.spec.output }, { p: m * this.dim })
     return out.p.slice()
   }
 
   async run(x: ProjectedInputs): Promise<HeadOutputs> {
-    const m = this.bundle.manifest
-    const spec = m.head.image_projection as NonNullable<typeof m.head.image_projection>
-    const names = m.head.inputs
-    const n = x.n
-    const k = m.mdn.k
-    const out = await runFloat32(this.rest, {
-      [spec.rest.input]: float32(x.imageProjection, [n, this.dim]),
-      [names.image_oov]: float32(x.imageOov, [n, 1]),
-      [names.text]: float32(x.text, [n, m.oov.text.dim]),
-      [names.text_oov]: float32(x.textOov, [n, 1]),
-      [names.fields]: float32(x.fields, [n, this.bundle.fieldsDim]),
-    }, m.head.outputs, { pi: n * k, mu: n * k, sigma: n * k })
-    return { k, pi: out.pi, mu: out.mu, sigma: out.sigma }
+    return runHeadGraph(this.rest, this.bundle, { [this.spec.rest.input]: float32(x.imageProjection, [x.n, this.dim]) }, x)
   }
 
   async close(): Promise<void> {

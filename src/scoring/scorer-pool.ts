@@ -1,5 +1,10 @@
 import { Worker } from 'node:worker_threads'
 import type { HeadBundle } from '../fusion/head.ts'
+import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
+import type { Source } from '../predict/types.ts'
+import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
+import { WorkerSlots } from '../workers/worker-slots.ts'
+import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
 
 /** The shared slabs cached vectors live in, and whether image slots carry a projection (image-projections.ts). */
 export interface SharedSlabs {
@@ -11,11 +16,6 @@ export interface SharedSlabs {
 
 /** What scorer threads need of a bundle. */
 export type ScorerBundle = HeadBundle & { readonly oov: { readonly image: Float32Array } }
-import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
-import type { Source } from '../predict/types.ts'
-import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
-import { WorkerSlots } from '../workers/worker-slots.ts'
-import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
 
 const BOOTSTRAP_URL = new URL('../embedding/worker-bootstrap.mjs', import.meta.url)
 const ENTRY = new URL('./scorer-worker.ts', import.meta.url).href
