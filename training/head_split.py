@@ -12,7 +12,6 @@ graph surgery on the exported head, no new weights, and `check_split` measures t
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -76,16 +75,18 @@ def split_head(head_path: Path, image_input: str, out_dir: Path) -> dict:
             if x == proj_out:
                 n.output[i] = PROJECTION
 
-    def used(nodes) -> set[str]:
-        return {x for n in nodes for x in n.input}
+    def used(nodes) -> list:
+        """The initializers the nodes read, in the head's order (so a split is byte-for-byte reproducible)."""
+        names = {x for n in nodes for x in n.input}
+        return [t for t in g.initializer if t.name in names]
 
     proj_value = helper.make_tensor_value_info(PROJECTION, TensorProto.FLOAT, ["N", dim])
     image_value = next(i for i in g.input if i.name == image_input)
     projector = helper.make_graph(chain, "head_image", [image_value], [proj_value],
-                                  [inits[x] for x in used(chain) if x in inits])
+                                  used(chain))
     rest_inputs = [proj_value] + [i for i in g.input if i.name != image_input]
     rest = helper.make_graph(rest_nodes, "head_rest", rest_inputs, list(g.output),
-                             [inits[x] for x in used(rest_nodes) if x in inits])
+                             used(rest_nodes))
     for graph, name in ((projector, PROJECTOR_FILE), (rest, REST_FILE)):
         m = helper.make_model(graph, opset_imports=model.opset_import, ir_version=model.ir_version)
         onnx.checker.check_model(m)
@@ -112,17 +113,9 @@ def check_split(head_path: Path, out_dir: Path, feeds: dict[str, np.ndarray], im
     return max(float(np.max(np.abs(a - b))) for a, b in zip(full, parts))
 
 
-def _sha256(p: Path) -> str:
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def add_to_bundle(bundle: Path) -> dict:
     """Split an existing bundle's head in place and record it in its manifest (files, head, diffs)."""
-    from .manifest_schema import check_manifest
+    from .manifest_schema import check_manifest, sha256_file
 
     mpath = bundle / "manifest.json"
     manifest = json.loads(mpath.read_text())
@@ -130,7 +123,7 @@ def add_to_bundle(bundle: Path) -> dict:
     image_input = head["inputs"]["image"]
     spec = split_head(bundle / head["file"], image_input, bundle)
     for f in (spec["file"], spec["rest"]["file"]):
-        manifest["files"][f] = {"sha256": _sha256(bundle / f), "bytes": (bundle / f).stat().st_size}
+        manifest["files"][f] = {"sha256": sha256_file(bundle / f), "bytes": (bundle / f).stat().st_size}
     spec["sha256"] = manifest["files"][spec["file"]]["sha256"]
     spec["rest"]["sha256"] = manifest["files"][spec["rest"]["file"]]["sha256"]
     head["image_projection"] = spec
