@@ -40,7 +40,16 @@ export interface DriverResult {
    * due time, default 200 ms: the default budget); the issue-10 target is ≤ 0.1 %.
    */
   lateOrFailed: { readonly afterMs: number; readonly late: number; readonly failed: number; readonly share: number }
+  /**
+   * Where the late 2xx answers spent their time (means over them, ms): `sendLag` due → sent (the
+   * driver itself behind), `outside` sent → last byte minus the server's `intake` + `total` (socket
+   * queues and event-loop stalls before the request was seen or after it was answered), and the
+   * server's own `timing_ms` stages. Absent when nothing was late or the mode has no per-request data.
+   */
+  lateBreakdown?: LateBreakdown
 }
+
+export interface LateBreakdown { readonly count: number; readonly sendLag: number; readonly service: number; readonly outside: number; readonly server: Record<string, number> }
 
 interface PredictResponseShape {
   predictions?: Array<{ sources?: Record<string, string> }>
@@ -87,6 +96,8 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
   const service: number[] = []
   const statusCounts: Record<string, number> = {}
   const sampler = new Sampler()
+  const late = new LateRecorder()
+  const lateAfterMs = o.lateAfterMs ?? 200
   let sent = 0
   let completed = 0
   let ok = 0
@@ -106,13 +117,14 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
       const res = await pool.request({ path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' }, body, signal: AbortSignal.timeout(o.timeoutMs) })
       const sample = res.statusCode === 200 && i % o.sampleEvery === 0
       const text = sample ? await res.body.text() : undefined
-      if (!sample) await res.body.arrayBuffer()
+      const bytes = sample ? undefined : await res.body.arrayBuffer()
       const done = performance.now()
       statusCounts[res.statusCode] = (statusCounts[res.statusCode] ?? 0) + 1
       if (res.statusCode >= 200 && res.statusCode < 300) {
         ok++
         latencies.push(done - due)
         service.push(done - sentAt)
+        if (done - due > lateAfterMs) late.add(sentAt - due, done - sentAt, text ?? tailText(bytes))
       } else errors++
       if (text !== undefined) sampler.add(text)
     } catch (err) {
@@ -168,7 +180,39 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     latency: summarize(latencies), serviceTime: summarize(service),
     sampledResponses: sampler.n, sources: sampler.sources, serverTiming: sampler.meanTiming(), maxInFlight,
     // Failed = sent without a 2xx: `errors` can count a request twice (timed out in the drain, then aborted).
-    lateOrFailed: lateOrFailed(latencies, sent - ok, sent, o.lateAfterMs ?? 200),
+    lateOrFailed: lateOrFailed(latencies, sent - ok, sent, lateAfterMs),
+    lateBreakdown: late.summary(),
+  }
+}
+
+/** The last bytes of a response as text: `timing_ms` is written last. */
+function tailText(bytes: ArrayBuffer | undefined): string {
+  if (bytes === undefined) return ''
+  return Buffer.from(bytes, Math.max(0, bytes.byteLength - 512)).toString('utf8')
+}
+
+class LateRecorder {
+  private n = 0
+  private sendLag = 0
+  private service = 0
+  private outside = 0
+  private readonly server: Record<string, number> = {}
+  add(sendLagMs: number, serviceMs: number, text: string): void {
+    const m = /"timing_ms":(\{[^}]*\})\}\s*$/.exec(text)
+    const timing = m ? (JSON.parse(m[1] as string) as Record<string, number>) : {}
+    this.n++
+    this.sendLag += sendLagMs
+    this.service += serviceMs
+    this.outside += serviceMs - (timing.intake ?? 0) - (timing.total ?? 0)
+    for (const [k, v] of Object.entries(timing)) this.server[k] = (this.server[k] ?? 0) + v
+  }
+  summary(): LateBreakdown | undefined {
+    if (this.n === 0) return undefined
+    const mean = (x: number): number => Math.round((x / this.n) * 10) / 10
+    return {
+      count: this.n, sendLag: mean(this.sendLag), service: mean(this.service), outside: mean(this.outside),
+      server: Object.fromEntries(Object.entries(this.server).map(([k, v]) => [k, mean(v)])),
+    }
   }
 }
 

@@ -41,6 +41,9 @@ for (const concurrency of [1, 3]) {
       const http = JSON.parse(res.body) as PredictResult
       assert.deepEqual(Object.keys(http), ['model', 'predictions', 'warnings', 'timing_ms'])
       for (const stage of ['total', 'lookup', 'compute', 'head', 'stats']) assert.equal(typeof http.timing_ms[stage], 'number', stage)
+      // Arrival → scoring start, in whole milliseconds (the arrival is a Date.now()).
+      const intake = http.timing_ms.intake as number
+      assert.ok(Number.isInteger(intake) && intake >= 0, `intake ${intake}`)
       // The object path on the same (now cached or still OOV) inputs; sources may move from oov to
       // l1 between the two calls as background embedding lands, so compare on a settled cache.
       const direct = await app.predict.predict(body, Date.now())

@@ -100,6 +100,7 @@ export class PredictService {
     finish: (n: number, fill: (x: ScorerInputs) => void, p: Prepared) => Promise<Finished<T>>,
   ): Promise<Omit<PredictResult, 'predictions'> & { value: T }> {
     const t0 = performance.now()
+    const t0Wall = Date.now()
     const budget = this.budgetOf(body)
     const deadline = startedAt + budget
     const policy = body.options?.miss_policy ?? this.d.defaults.missPolicy
@@ -110,7 +111,7 @@ export class PredictService {
     const stagesEnd = deadline - reserve
     // Less than the reserve left still gets an answer (L1 only, no inline work, no enqueue): it is
     // likely in time, as the reserve is a tail estimate. Nothing left at all cannot be answered in time.
-    if (Date.now() >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
+    if (t0Wall >= deadline) throw new CtrError('BUDGET_SPENT', [String(budget), '0'])
     // Scorer threads busier than the request thread: shed before any work rather than queue past
     // the budget (event-loop delay, which load shedding watches, does not show this queue).
     if (Date.now() + this.d.scorer.backlogMs() >= deadline) {
@@ -140,7 +141,9 @@ export class PredictService {
     for (const reason of degraded) this.d.metrics.degraded.inc({ reason })
     // Late answers are counted by the /predict route once the response is written.
     // head = assembly + the head's run (+ waiting for a scorer thread); stats = statistics + JSON.
-    const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t4 - t2 - done.statsMs, stats: done.statsMs }
+    // intake = arrival (onRequest) → scoring start: body read, JSON parse, validation, and any wait
+    // for the event loop in between (whole milliseconds: the arrival is a Date.now()).
+    const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t4 - t2 - done.statsMs, stats: done.statsMs, intake: t0Wall - startedAt }
     for (const [stage, ms] of Object.entries(timing)) this.d.metrics.requestStage.observe({ stage }, ms / 1000)
     const m = this.d.bundle.manifest
     return {
