@@ -118,6 +118,11 @@ def titles_of(data: Log) -> list[str]:
     return [it.get("title") or "" for it in data.items]
 
 
+def titles_at(data: Log, items) -> list[str]:
+    """The titles of some items (not `titles_of(data)[i]` in a loop: that is quadratic in items)."""
+    return [data.items[i].get("title") or "" for i in items]
+
+
 def build_data(data: Log, split: np.ndarray, feats, has_img, tok, feat: Featurizer) -> Data:
     seqs = encode(tok, titles_of(data))
     ids, mask = pad_batch(seqs)
@@ -386,7 +391,7 @@ def main(argv=None) -> int:
 
     tr_rows = np.flatnonzero(split == TRAIN)
     train_items = np.unique(data.item[tr_rows])
-    tok = train_tokenizer([titles_of(data)[i] for i in train_items])
+    tok = train_tokenizer(titles_at(data, train_items))
     save_tokenizer(tok, tmp / "tokenizer")
     tok = load_tokenizer(tmp / "tokenizer")  # use exactly the saved file from here on
     log(f"tokenizer: vocab {tok.get_vocab_size()}")
@@ -458,7 +463,7 @@ def export_encoders(tmp: Path, enc, model, tok, pixels, has_img, data: Log, test
     export_image_encoder(enc, tmp / "image_encoder.onnx", sample_px)
     diffs["image_encoder"] = max(max_abs_diff(enc, tmp / "image_encoder.onnx", {"pixels": sample_px[:b]})
                                  for b in (1, 5, 16))
-    seqs = [s for s in encode(tok, [titles_of(data)[i] for i in test_items[:64]]) if s] or [[1]]
+    seqs = [s for s in encode(tok, titles_at(data, test_items[:64])) if s] or [[1]]
     ids, mask = pad_batch(seqs)
     export_text_encoder(model.text, tmp / "text_encoder.onnx", ids, mask)
     td = []

@@ -56,7 +56,7 @@ def prepare(args):
         split[tr_rows[drop]] = -1
         tr_rows = tr_rows[~drop]
     train_items = np.unique(data.item[tr_rows])
-    tok = train_tokenizer([B.titles_of(data)[i] for i in train_items])
+    tok = train_tokenizer(B.titles_at(data, train_items))
     edges = fit_edges(fields, [data.items[i] for i in train_items], [data.contexts[j] for j in tr_rows[:50_000]])
     feat = Featurizer(fields, edges)
     tensors = B.build_data(data, split, feats, has_img, tok, feat)
