@@ -15,6 +15,8 @@ import { SCENARIOS } from './scenarios.ts'
 // Flags: --nice <n> (every child process at that niceness; negative needs root)
 //        --only <ids>  --scale <factor for durations, default 1>  --results <dir>
 //        --keep-profiles (server .cpuprofile files to <results>/profiles) or --profile-dir <dir>
+//        --profile (servers under the V8 profiler: a profile section in each report; it slows the
+//        server and lengthens its tail, so latency figures are taken without it)
 //        --report-only (rebuild summary.md/json and the PNGs from the scenario files on disk)
 //        --max-minutes <stop starting new scenarios after this, default 25>
 
@@ -44,7 +46,12 @@ async function main(): Promise<void> {
   if (!existsSync(join(modelDir, 'READY'))) throw new Error(`${modelDir}/READY is missing: build the bundle first (training/build.py)`)
   const workDir = mkdtempSync(join(tmpdir(), 'ctrbench-'))
   const keepProfiles = args.get('keep-profiles') === 'true'
-  const profileDir = args.get('profile-dir') ?? (keepProfiles ? join(resultsDir, 'profiles') : join(workDir, 'profiles'))
+  // Servers run without the V8 profiler unless asked: it samples every thread of the server each
+  // millisecond (one event-processor thread per isolate), and with it on, scenario 4's late-or-failed
+  // share was 5.8–7.7 % against 1.3–1.5 % off (interleaved, bench/results/runs/s18-prof-ab-*).
+  const profiled = args.get('profile') === 'true' || keepProfiles || args.has('profile-dir')
+  const profileDir = !profiled ? undefined
+    : args.get('profile-dir') ?? (keepProfiles ? join(resultsDir, 'profiles') : join(workDir, 'profiles'))
   const t0 = performance.now()
   const log = (msg: string): void => { process.stderr.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(4)} s] ${msg}\n`) }
   const cleanup = async (): Promise<void> => { await stopAll(); rmSync(workDir, { recursive: true, force: true }) }

@@ -34,19 +34,21 @@ function sampleItems(ctx: RunContext) {
   return ctx.sample.items.map((it) => itemVariant(it, 0, ctx.origin.base))
 }
 
-async function startProfiled(ctx: RunContext, name: string, env: Record<string, string>): Promise<Server & { profDir: string }> {
-  const profDir = join(ctx.profileDir, name)
-  rmSync(profDir, { recursive: true, force: true })
-  mkdirSync(profDir, { recursive: true })
-  const s = await startServer(name, { env, cpuProfDir: profDir })
+async function startProfiled(ctx: RunContext, name: string, env: Record<string, string>): Promise<Server & { profDir: string | undefined }> {
+  const profDir = ctx.profileDir === undefined ? undefined : join(ctx.profileDir, name)
+  if (profDir !== undefined) {
+    rmSync(profDir, { recursive: true, force: true })
+    mkdirSync(profDir, { recursive: true })
+  }
+  const s = await startServer(name, { env, ...(profDir !== undefined ? { cpuProfDir: profDir } : {}) })
   ctx.log(`  ${name} ready, RSS ${memory(s.child.pid)?.rssMiB ?? '?'} MiB`)
   return { ...s, profDir }
 }
 
 /** Stops the server and attaches the summary of the CPU profile it wrote on exit. */
-async function stopProfiled(r: ScenarioResult, s: Server & { profDir: string }): Promise<void> {
+async function stopProfiled(r: ScenarioResult, s: Server & { profDir: string | undefined }): Promise<void> {
   await s.child.stop(20_000)
-  const f = existsSync(s.profDir) ? latestProfile(s.profDir) : undefined
+  const f = s.profDir !== undefined && existsSync(s.profDir) ? latestProfile(s.profDir) : undefined
   if (f) r.profile = summarizeProfile(f, 15)
 }
 

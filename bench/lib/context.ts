@@ -17,7 +17,8 @@ export interface RunContext {
   readonly redis: { readonly child: Child; readonly url: string }
   readonly origin: { readonly child: Child; readonly base: string; setProfile(name: string): Promise<void> }
   readonly workDir: string
-  readonly profileDir: string
+  /** Where servers write their CPU profiles; undefined: servers run without the profiler (the default; --profile turns it on). */
+  readonly profileDir: string | undefined
   /** Multiplies every measured duration (e.g. 0.3 for a quick check). */
   readonly scale: number
   /** Redis prefix holding the embeddings of every sample item once `seeded` is true. */

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs'
+import { createWriteStream, mkdirSync } from 'node:fs'
 import { freePort } from '../../support/free-port.ts'
 import { type Child, httpOk, spawnChild, waitFor } from './children.ts'
 
@@ -51,6 +51,14 @@ export async function startServer(name: string, o: ServerOptions): Promise<{ chi
   const child = spawnChild(name, process.execPath, [...flags, ...extra, '--max-semi-space-size=32', '--import', 'tsx', 'src/server.ts'], {
     env: { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MODEL_DIR: 'models/ctr-synth', ...o.env },
   })
+  // BENCH_SERVER_LOG=<file>: the server's stdout and stderr appended there (e.g. with
+  // BENCH_NODE_FLAGS=--trace-gc, to see the pauses behind late answers).
+  const logTo = process.env.BENCH_SERVER_LOG
+  if (logTo) {
+    const out = createWriteStream(logTo, { flags: 'a' })
+    child.proc.stdout?.pipe(out)
+    child.proc.stderr?.pipe(out)
+  }
   const base = `http://127.0.0.1:${port}`
   await waitFor(`${name} /readyz`, () => httpOk(`${base}/readyz`), 90_000, 200, child)
   return { child, base }
