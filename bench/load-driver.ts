@@ -49,7 +49,11 @@ export interface DriverResult {
   lateBreakdown?: LateBreakdown
 }
 
-export interface LateBreakdown { readonly count: number; readonly sendLag: number; readonly service: number; readonly outside: number; readonly server: Record<string, number> }
+export interface LateBreakdown {
+  readonly count: number; readonly sendLag: number; readonly service: number; readonly outside: number; readonly server: Record<string, number>
+  /** Late answers by the second of the run they were due in (clustered: a stall; spread: a steady tail). */
+  readonly bySecond: Record<string, number>
+}
 
 interface PredictResponseShape {
   predictions?: Array<{ sources?: Record<string, string> }>
@@ -124,7 +128,7 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
         ok++
         latencies.push(done - due)
         service.push(done - sentAt)
-        if (done - due > lateAfterMs) late.add(sentAt - due, done - sentAt, text ?? tailText(bytes))
+        if (done - due > lateAfterMs) late.add(Math.floor((due - t0) / 1000), sentAt - due, done - sentAt, text ?? tailText(bytes))
       } else errors++
       if (text !== undefined) sampler.add(text)
     } catch (err) {
@@ -197,7 +201,9 @@ class LateRecorder {
   private service = 0
   private outside = 0
   private readonly server: Record<string, number> = {}
-  add(sendLagMs: number, serviceMs: number, text: string): void {
+  private readonly bySecond: Record<string, number> = {}
+  add(second: number, sendLagMs: number, serviceMs: number, text: string): void {
+    this.bySecond[second] = (this.bySecond[second] ?? 0) + 1
     const m = /"timing_ms":(\{[^}]*\})\}\s*$/.exec(text)
     const timing = m ? (JSON.parse(m[1] as string) as Record<string, number>) : {}
     this.n++
@@ -211,7 +217,7 @@ class LateRecorder {
     const mean = (x: number): number => Math.round((x / this.n) * 10) / 10
     return {
       count: this.n, sendLag: mean(this.sendLag), service: mean(this.service), outside: mean(this.outside),
-      server: Object.fromEntries(Object.entries(this.server).map(([k, v]) => [k, mean(v)])),
+      server: Object.fromEntries(Object.entries(this.server).map(([k, v]) => [k, mean(v)])), bySecond: this.bySecond,
     }
   }
 }

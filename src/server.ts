@@ -2,6 +2,7 @@ import Fastify from 'fastify'
 import app from './app.ts'
 import { loadConfig } from './config.ts'
 import { serverOptions } from './server-options.ts'
+import { warmUpRequestPath } from './predict/warm-up.ts'
 
 // Thin entry: read the configuration, build the app, listen, close gracefully on a signal.
 const config = (() => {
@@ -60,6 +61,10 @@ server.addHook('onSend', async (_request, reply) => {
 
 try {
   await server.register(app, { config })
+  await server.ready()
+  // The port opens on a warm request path: the first second of traffic is not answered late.
+  const warm = await warmUpRequestPath(server, config.WARM_UP_REQUESTS, 2 * config.WEB_CONCURRENCY)
+  if (warm.requests > 0) server.log.info(warm, 'request path warmed up')
   await server.listen({ port: config.PORT, host: config.HOST })
 } catch (err) {
   server.log.fatal({ err }, 'cannot start')

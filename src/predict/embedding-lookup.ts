@@ -3,7 +3,8 @@ import type { Source } from './types.ts'
 
 /** What the request path needs from the tiered cache. */
 export interface EmbeddingLookup {
-  lookup(keys: string[], deadline: number): Promise<Array<{ vector: Float32Array; tier: 'l1' | 'l2' } | undefined>>
+  /** `count: false`: not counted in the lookup metrics (the start-up warm-up's requests). */
+  lookup(keys: string[], deadline: number, opts?: { count?: boolean }): Promise<Array<{ vector: Float32Array; tier: 'l1' | 'l2' } | undefined>>
 }
 
 export interface ModalityInputs {

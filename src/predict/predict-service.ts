@@ -58,8 +58,27 @@ function round3(x: number): number {
 /** The request path: keys → tiered lookup → misses by policy → one head run → distributions. */
 export class PredictService {
   private readonly reserve = new HeadReserve()
+  private warmingUp = false
 
   constructor(private readonly d: PredictDeps) {}
+
+  /**
+   * Runs `fn` (the start-up warm-up's requests, src/predict/warm-up.ts) with the service quiet: its
+   * requests queue no jobs, count in no request metric and teach the head reserve nothing.
+   */
+  async quietly<T>(fn: () => Promise<T>): Promise<T> {
+    this.warmingUp = true
+    try {
+      return await fn()
+    } finally {
+      this.warmingUp = false
+    }
+  }
+
+  /** True while the start-up warm-up runs (the /predict route leaves its answers out of the late count). */
+  get quiet(): boolean {
+    return this.warmingUp
+  }
 
   /**
    * `budget_ms` counts from `startedAt` (the request's arrival). Each stage gets what is left after
@@ -101,6 +120,7 @@ export class PredictService {
   ): Promise<Omit<PredictResult, 'predictions'> & { value: T }> {
     const t0 = performance.now()
     const t0Wall = Date.now()
+    const quiet = this.warmingUp
     const budget = this.budgetOf(body)
     const deadline = startedAt + budget
     const policy = body.options?.miss_policy ?? this.d.defaults.missPolicy
@@ -115,14 +135,14 @@ export class PredictService {
     // Scorer threads busier than the request thread: shed before any work rather than queue past
     // the budget (event-loop delay, which load shedding watches, does not show this queue).
     if (Date.now() + this.d.scorer.backlogMs() >= deadline) {
-      this.d.metrics.shed.inc({ reason: 'scorer_backlog' })
+      if (!quiet) this.d.metrics.shed.inc({ reason: 'scorer_backlog' })
       throw new CtrError('OVERLOADED', [])
     }
 
     const { mods, keys, at } = this.keysOf(items)
     // A lookup with no time left is L1 only (the L2 read resolves at its deadline at once).
     if (keys.length > 0 && stagesEnd <= Date.now()) degraded.add('lookup-skipped')
-    const hits = keys.length > 0 ? await this.d.store.lookup(keys, stagesEnd) : []
+    const hits = keys.length > 0 ? await this.d.store.lookup(keys, stagesEnd, quiet ? { count: false } : {}) : []
     const t1 = performance.now()
     const resolved = at.map((a) => resolveHits(a, hits))
     if (policy === 'budget') for (const r of await this.d.inline.run(mods, resolved, stagesEnd)) degraded.add(r)
@@ -133,18 +153,20 @@ export class PredictService {
     // Never skipped, even late: offering jobs costs well under a millisecond (the Redis queue's
     // call is not awaited), and a skipped miss stays OOV until it is asked for again; under a cold
     // burst that is every item (bench scenario 9 lost 97% of its jobs that way).
-    mods.forEach((m, i) => this.enqueueMisses(m, resolved[i] as ResolvedModality))
+    if (!quiet) mods.forEach((m, i) => this.enqueueMisses(m, resolved[i] as ResolvedModality))
     const t4 = performance.now()
-    this.reserve.observe(items.length, t4 - t2)
-    this.countSources(image.sources, 'image')
-    this.countSources(text.sources, 'text')
-    for (const reason of degraded) this.d.metrics.degraded.inc({ reason })
+    if (!quiet) {
+      this.reserve.observe(items.length, t4 - t2)
+      this.countSources(image.sources, 'image')
+      this.countSources(text.sources, 'text')
+      for (const reason of degraded) this.d.metrics.degraded.inc({ reason })
+    }
     // Late answers are counted by the /predict route once the response is written.
     // head = assembly + the head's run (+ waiting for a scorer thread); stats = statistics + JSON.
     // intake = arrival (onRequest) → scoring start: body read, JSON parse, validation, and any wait
     // for the event loop in between (whole milliseconds: the arrival is a Date.now()).
     const timing = { total: t4 - t0, lookup: t1 - t0, compute: t2 - t1, head: t4 - t2 - done.statsMs, stats: done.statsMs, intake: t0Wall - startedAt }
-    for (const [stage, ms] of Object.entries(timing)) this.d.metrics.requestStage.observe({ stage }, ms / 1000)
+    if (!quiet) for (const [stage, ms] of Object.entries(timing)) this.d.metrics.requestStage.observe({ stage }, ms / 1000)
     const m = this.d.bundle.manifest
     return {
       model: { name: m.name, version: m.version },

@@ -21,7 +21,7 @@ export default async function predictRoutes(app: FastifyInstance): Promise<void>
   // Late is judged when the last byte was handed to the socket, not when scoring ended: JSON and
   // the write count against the caller's deadline too.
   app.addHook('onResponse', async (request, reply) => {
-    if (reply.statusCode === 200 && request.answerBy > 0 && Date.now() > request.answerBy) metrics.lateResponses.inc()
+    if (reply.statusCode === 200 && request.answerBy > 0 && Date.now() > request.answerBy && !predict.quiet) metrics.lateResponses.inc()
   })
   app.post<{ Body: PredictBody }>('/predict', {
     schema: {
