@@ -106,8 +106,11 @@ def image_features(enc: ImageEncoder, pixels: np.ndarray, has: np.ndarray, files
     t = time.time()
     feats = np.zeros((len(pixels), IMAGE_DIM), np.float32)
     idx = np.flatnonzero(has)
-    if len(idx):
-        feats[idx] = encode_images(enc, pixels[idx])
+    # In chunks: `pixels[idx]` whole would copy every image once more (4.7 GB at 96 000 items; a
+    # 96 000-item, 5.76 M-row build was killed by the kernel at 22 GB RSS here).
+    for i in range(0, len(idx), 4096):
+        part = idx[i:i + 4096]
+        feats[part] = encode_images(enc, pixels[part])
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, feats)
     log(f"image features {feats.shape} in {time.time() - t:.0f}s")
