@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify'
 import type { Manifest } from '../bundle/manifest.ts'
 
-// A fresh process answers its first second of traffic with unoptimised code: V8 has not yet
-// compiled the request path (parse, validation, keys, lookups, field rows, the scorer threads'
-// statistics and JSON), and the ORT sessions have not yet run. Bench scenario 4 (200 req/s of 100
-// new items on a fresh instance) answered 1.2–1.5 % of its requests late, every one of them due in
-// the first second; after two seconds of other traffic, none. So the server sends itself synthetic
-// requests before it listens: the port opens on a warm request path.
+// A fresh instance answers late only in its first second of traffic: bench scenario 4 (200 req/s
+// of 100 new items) answered 1.2–1.9 % of its requests late, every one due in the first second,
+// and none after two seconds of other real traffic. These synthetic requests, sent before the
+// server listens (WARM_UP_REQUESTS, off by default), compile the request path (parse, validation,
+// keys, lookups, field rows, the scorer threads' statistics and JSON) but, being quiet, not the
+// enqueue path nor the background pipeline; in the benches they have not reliably removed those
+// late answers (README, "Never late"), so what else real traffic warms is still to be found.
 
 /** Synthetic /predict bodies for the bundle's fields: every field set, every item with an image URL and a title. */
 export function warmUpBodies(manifest: Pick<Manifest, 'fields'>, requests: number, itemsPerRequest: number): object[] {
