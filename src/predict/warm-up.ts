@@ -7,7 +7,7 @@ import type { Manifest } from '../bundle/manifest.ts'
 // server listens (WARM_UP_REQUESTS, off by default), compile the request path (parse, validation,
 // keys, lookups, field rows, the scorer threads' statistics and JSON) but, being quiet, not the
 // enqueue path nor the background pipeline; in the benches they have not reliably removed those
-// late answers (README, "Never late"), so what else real traffic warms is still to be found.
+// late answers (README, "The budget is a guarantee"), so what else real traffic warms is still to be found.
 
 /** Synthetic /predict bodies for the bundle's fields: every field set, every item with an image URL and a title. */
 export function warmUpBodies(manifest: Pick<Manifest, 'fields'>, requests: number, itemsPerRequest: number): object[] {
