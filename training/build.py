@@ -117,13 +117,13 @@ def image_features(enc: ImageEncoder, pixels: np.ndarray, has: np.ndarray, files
     return feats
 
 
-def titles_of(data: Log) -> list[str]:
-    return [it.get("title") or "" for it in data.items]
-
-
 def titles_at(data: Log, items) -> list[str]:
     """The titles of some items (not `titles_of(data)[i]` in a loop: that is quadratic in items)."""
     return [data.items[i].get("title") or "" for i in items]
+
+
+def titles_of(data: Log) -> list[str]:
+    return titles_at(data, range(len(data.items)))
 
 
 def build_data(data: Log, split: np.ndarray, feats, has_img, tok, feat: Featurizer) -> Data:
