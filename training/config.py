@@ -41,7 +41,7 @@ class DataConfig:
 
 
 SMALL = DataConfig(n_items=300, n_rows=6000, n_publishers=80)
-FULL = DataConfig(n_items=48_000, n_rows=5_760_000)
+FULL = DataConfig(n_items=96_000, n_rows=5_760_000)
 
 
 @dataclass
