@@ -91,6 +91,8 @@ interface Opts {
   timeoutMs: number
   maxInFlight: number
   lateAfterMs?: number
+  /** Connect and collect garbage before the clock starts (`settle`; `BENCH_DRIVER_SETTLE=0` turns it off). */
+  settle?: boolean
 }
 
 async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<DriverResult> {
@@ -141,6 +143,7 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     }
   }
 
+  if (o.settle) await settle(pool, u.origin, o.connections)
   const t0 = performance.now()
   const pending = new Set<Promise<void>>()
   if (mode === 'open') {
@@ -187,6 +190,22 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     lateOrFailed: lateOrFailed(latencies, sent - ok, sent, lateAfterMs),
     lateBreakdown: late.summary(),
   }
+}
+
+/**
+ * What a warm client has before its first measured request, so that the driver's own start-up is
+ * not charged to the server (wrk and wrk2 likewise connect before they measure): its connections,
+ * opened by one GET /healthz each (not the measured route: the target's request path stays cold),
+ * and a heap without the garbage of reading the bodies (a full GC when the driver runs with
+ * --expose-gc, then a short idle pause for V8's own background work).
+ */
+async function settle(pool: Pool, origin: string, connections: number): Promise<void> {
+  await Promise.all(Array.from({ length: connections }, async () => {
+    const res = await pool.request({ path: new URL('/healthz', origin).pathname, method: 'GET', signal: AbortSignal.timeout(10_000) }).catch(() => undefined)
+    await res?.body.dump().catch(() => undefined)
+  }))
+  ;(globalThis as { gc?: () => void }).gc?.()
+  await new Promise((r) => setTimeout(r, 500))
 }
 
 /** The last bytes of a response as text: `timing_ms` is written last. */
@@ -266,6 +285,7 @@ async function main(): Promise<void> {
     url: str(args, 'url'), bodies, rate: num(args, 'rate', 200), durationS: num(args, 'duration', 20),
     amount: num(args, 'amount', 1000), connections: num(args, 'connections', 64), sampleEvery: num(args, 'sample-every', 10),
     timeoutMs: num(args, 'timeout-ms', 10_000), maxInFlight: num(args, 'max-in-flight', 2000),
+    settle: process.env.BENCH_DRIVER_SETTLE !== '0',
   }
   const host = new URL(o.url).hostname
   if (host !== '127.0.0.1' && host !== 'localhost' && host !== '[::1]') throw new Error(`refusing to send load to ${host}: loopback only`)

@@ -47,7 +47,7 @@ const schema = {
     WEB_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 64, default: availableParallelism() },
     MAX_EVENT_LOOP_DELAY_MS: { type: 'integer', minimum: 0, default: 200 },
     SHUTDOWN_TIMEOUT_MS: { type: 'integer', minimum: 1000, maximum: 600_000, default: 25_000 },
-    WARM_UP_REQUESTS: { type: 'integer', minimum: 0, maximum: 10_000, default: 0 },
+    WARM_UP_REQUESTS: { type: 'integer', minimum: 0, maximum: 10_000, default: 200 },
     LOG_LEVEL: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
   },
 } as const

@@ -62,7 +62,7 @@ server.addHook('onSend', async (_request, reply) => {
 try {
   await server.register(app, { config })
   await server.ready()
-  // WARM_UP_REQUESTS synthetic requests, quietly, before the port opens (src/predict/warm-up.ts; 0 by default).
+  // WARM_UP_REQUESTS synthetic requests, quietly, before the port opens (src/predict/warm-up.ts; 200 by default).
   const warm = await warmUpRequestPath(server, config.WARM_UP_REQUESTS, 2 * config.WEB_CONCURRENCY)
   if (warm.requests > 0) server.log.info(warm, 'request path warmed up')
   await server.listen({ port: config.PORT, host: config.HOST })

@@ -88,7 +88,7 @@ export async function measure(target: Target, url: string, bodiesFile: string, l
   try {
     const m0 = target.kind === 'ctrserve' ? await scrape(target.base) : undefined
     const p0 = target.kind === 'peer' ? await peerStats(target.base) : undefined
-    const args = ['--import', 'tsx', 'bench/load-driver.ts', '--url', url, '--bodies', bodiesFile, '--mode', load.mode,
+    const args = ['--expose-gc', '--import', 'tsx', 'bench/load-driver.ts', '--url', url, '--bodies', bodiesFile, '--mode', load.mode,
       '--rate', String(load.rate), '--duration', String(load.durationS), '--connections', String(load.connections),
       '--amount', String(load.amount ?? 1000), '--sample-every', String(load.sampleEvery ?? 10), '--timeout-ms', String(load.timeoutMs ?? 10_000), '--out', out]
     const all: Participant[] = [{ role: 'server', pid: target.pid }, ...others]

@@ -1,13 +1,12 @@
 import type { FastifyInstance } from 'fastify'
 import type { Manifest } from '../bundle/manifest.ts'
 
-// A fresh instance answers late only in its first second of traffic: bench scenario 4 (200 req/s
-// of 100 new items) answered 1.2–1.9 % of its requests late, every one due in the first second,
-// and none after two seconds of other real traffic. These synthetic requests, sent before the
-// server listens (WARM_UP_REQUESTS, off by default), compile the request path (parse, validation,
-// keys, lookups, field rows, the scorer threads' statistics and JSON) but, being quiet, not the
-// enqueue path nor the background pipeline; in the benches they have not reliably removed those
-// late answers (README, "The budget is a guarantee"), so what else real traffic warms is still to be found.
+// A fresh instance's first second of traffic runs cold code: the request path, the scorer threads'
+// head and statistics. In bench scenario 4 (200 req/s of 100 new items, a settled load driver)
+// 1.1–1.2 % of the requests came back late or shed in that second without a warm-up and 0.00–0.20 %
+// with 200 of these synthetic requests (three interleaved pairs; README, "The budget is a
+// guarantee"). They are sent before the server listens (WARM_UP_REQUESTS, default 200, ~0.5 s at
+// start-up) and, being quiet, queue no jobs and count in no metric.
 
 /** Synthetic /predict bodies for the bundle's fields: every field set, every item with an image URL and a title. */
 export function warmUpBodies(manifest: Pick<Manifest, 'fields'>, requests: number, itemsPerRequest: number): object[] {
