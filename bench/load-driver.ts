@@ -47,6 +47,8 @@ export interface DriverResult {
    * server's own `timing_ms` stages. Absent when nothing was late or the mode has no per-request data.
    */
   lateBreakdown?: LateBreakdown
+  /** Requests without a 2xx by the second of the run they were due in (open loop only). */
+  failedBySecond?: Record<string, number>
 }
 
 export interface LateBreakdown {
@@ -113,6 +115,12 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
   const total = mode === 'open' ? Math.floor(o.rate * o.durationS) : o.amount
   const interval = mode === 'open' ? 1000 / o.rate : 0
 
+  const failedBySecond: Record<string, number> = {}
+  const failedAt = (due: number): void => {
+    if (mode !== 'open') return
+    const s = Math.floor((due - t0) / 1000)
+    failedBySecond[s] = (failedBySecond[s] ?? 0) + 1
+  }
   const one = async (i: number, due: number): Promise<void> => {
     const body = o.bodies[i % o.bodies.length] as Buffer
     const sentAt = performance.now()
@@ -131,10 +139,11 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
         latencies.push(done - due)
         service.push(done - sentAt)
         if (done - due > lateAfterMs) late.add(Math.floor((due - t0) / 1000), sentAt - due, done - sentAt, text ?? tailText(bytes))
-      } else errors++
+      } else { errors++; failedAt(due) }
       if (text !== undefined) sampler.add(text)
     } catch (err) {
       errors++
+      failedAt(due)
       const code = err instanceof Error ? ((err as { code?: string }).code ?? err.name) : 'error'
       statusCounts[code] = (statusCounts[code] ?? 0) + 1
     } finally {
@@ -189,6 +198,7 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     // Failed = sent without a 2xx: `errors` can count a request twice (timed out in the drain, then aborted).
     lateOrFailed: lateOrFailed(latencies, sent - ok, sent, lateAfterMs),
     lateBreakdown: late.summary(),
+    ...(Object.keys(failedBySecond).length > 0 ? { failedBySecond } : {}),
   }
 }
 

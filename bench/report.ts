@@ -220,6 +220,8 @@ export function scenarioMarkdown(r: ScenarioResult): string {
       if (lf) lines.push(`- ${name}: ${(lf.share * 100).toFixed(2)}% (${lf.late} late, ${lf.failed} failed of ${x?.driver.sent}), p99.9 ${f(x?.driver.latency.p999)} ms`)
       const lb = x?.driver.lateBreakdown
       if (lb) lines.push(`  - the ${lb.count} late answers, mean ms: due → sent ${lb.sendLag}, sent → last byte ${lb.service}, of which outside the server's intake + total ${lb.outside}; server timing_ms ${JSON.stringify(lb.server)}; by the second they were due in ${JSON.stringify(lb.bySecond)}`)
+      const fb = x?.driver.failedBySecond
+      if (fb) lines.push(`  - the failed requests by the second they were due in: ${JSON.stringify(fb)}`)
     }
   }
   if (r.embedding) {
