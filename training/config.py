@@ -46,8 +46,8 @@ FULL = DataConfig(n_items=96_000, n_rows=5_760_000)
 
 @dataclass
 class TrainConfig:
-    epochs_joint: int = 3        # text encoder + head (early stopping on validation)
-    epochs_head: int = 4         # head only, text encoder frozen (early stopping)
+    epochs_joint: int = 4        # text encoder + head (early stopping on validation)
+    epochs_head: int = 6         # head only, text encoder frozen (early stopping)
     batch: int = 1024
     lr: float = 2e-3
     oov_image: float = 0.15
