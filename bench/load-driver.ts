@@ -115,10 +115,12 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
   const total = mode === 'open' ? Math.floor(o.rate * o.durationS) : o.amount
   const interval = mode === 'open' ? 1000 / o.rate : 0
 
+  /** The second of the run a request was due in. */
+  const secondOf = (due: number): number => Math.floor((due - t0) / 1000)
   const failedBySecond: Record<string, number> = {}
   const failedAt = (due: number): void => {
     if (mode !== 'open') return
-    const s = Math.floor((due - t0) / 1000)
+    const s = secondOf(due)
     failedBySecond[s] = (failedBySecond[s] ?? 0) + 1
   }
   const one = async (i: number, due: number): Promise<void> => {
@@ -138,7 +140,7 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
         ok++
         latencies.push(done - due)
         service.push(done - sentAt)
-        if (done - due > lateAfterMs) late.add(Math.floor((due - t0) / 1000), sentAt - due, done - sentAt, text ?? tailText(bytes))
+        if (done - due > lateAfterMs) late.add(secondOf(due), sentAt - due, done - sentAt, text ?? tailText(bytes))
       } else { errors++; failedAt(due) }
       if (text !== undefined) sampler.add(text)
     } catch (err) {
@@ -152,7 +154,7 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
     }
   }
 
-  if (o.settle) await settle(pool, u.origin, o.connections)
+  if (o.settle) await settle(pool, o.connections)
   const t0 = performance.now()
   const pending = new Set<Promise<void>>()
   if (mode === 'open') {
@@ -209,9 +211,9 @@ async function runOpenOrClosed(mode: 'open' | 'closed', o: Opts): Promise<Driver
  * and a heap without the garbage of reading the bodies (a full GC when the driver runs with
  * --expose-gc, then a short idle pause for V8's own background work).
  */
-async function settle(pool: Pool, origin: string, connections: number): Promise<void> {
+async function settle(pool: Pool, connections: number): Promise<void> {
   await Promise.all(Array.from({ length: connections }, async () => {
-    const res = await pool.request({ path: new URL('/healthz', origin).pathname, method: 'GET', signal: AbortSignal.timeout(10_000) }).catch(() => undefined)
+    const res = await pool.request({ path: '/healthz', method: 'GET', signal: AbortSignal.timeout(10_000) }).catch(() => undefined)
     await res?.body.dump().catch(() => undefined)
   }))
   ;(globalThis as { gc?: () => void }).gc?.()
