@@ -127,3 +127,24 @@ test('a queue behind the scorer thread past the budget is shed with 503 OVERLOAD
   assert.equal(pool.backlogMs(), 0)
   assert.equal((await app.inject({ method: 'POST', url: '/predict', payload: { items, options: { budget_ms: 1000 } } })).statusCode, 200)
 })
+
+test("a scorer thread serves calls one at a time, in order, and reports each call's own time, not its wait", async (t) => {
+  const bundle = await loadBundle(BUNDLE_DIR)
+  const pool = new ScorerPool(bundle, 1, 1)
+  t.after(() => pool.close())
+  await pool.ready()
+  await pool.score(300, filler(0))
+  // Twelve calls queued at once on the one thread. Served concurrently, they interleaved there (the
+  // head's run is synchronous behind onnxruntime-node's promise) and each one's head time included
+  // the runs of those ahead of it: the backlog estimate (time per row × rows queued) then counted
+  // the queue twice. Served one at a time, the times add up to no more than the span of the batch.
+  const order: number[] = []
+  const t0 = performance.now()
+  const got = await Promise.all(Array.from({ length: 12 }, (_, i) => pool.score(300, filler(i)).then((s) => { order.push(i); return s })))
+  const span = performance.now() - t0
+  assert.deepEqual(order, Array.from({ length: 12 }, (_, i) => i), 'answered in the order sent')
+  const busy = got.reduce((sum, s) => sum + s.headMs + s.statsMs, 0)
+  assert.ok(busy <= span + 1, `the calls' own times (${busy.toFixed(1)} ms) fit in the span that served them (${span.toFixed(1)} ms)`)
+  // With nothing queued, the estimate is zero; it never counts a wait as work.
+  assert.equal(pool.backlogMs(), 0)
+})

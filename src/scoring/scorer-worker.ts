@@ -12,8 +12,8 @@ import type { Source } from '../predict/types.ts'
 import type { CloseMessage } from '../workers/worker-slots.ts'
 
 const data = workerData as ScorerWorkerData
+if (!parentPort) throw new Error('scorer-worker must run in a worker thread')
 const port = parentPort
-if (!port) throw new Error('scorer-worker must run in a worker thread')
 
 const stats = mixtureStatsOf(data.manifest)
 const json = new PredictionsJson(stats)
@@ -91,20 +91,33 @@ async function closeWorker(): Promise<void> {
   process.exit(0) // in a worker thread this ends the thread only
 }
 
+async function serve(req: ScoreRequest): Promise<void> {
+  try {
+    const res = await handle(req)
+    const transfer = inputBuffers(res.inputs)
+    if (res.ok && res.rows) transfer.push(res.rows.buffer as ArrayBuffer)
+    if (res.ok && res.json) transfer.push(res.json.buffer as ArrayBuffer)
+    port.postMessage(res, transfer)
+  } catch (err) {
+    port.postMessage({ id: req.id, ok: false, inputs: req.inputs, error: err instanceof Error ? err.message : String(err) }, inputBuffers(req.inputs))
+  } finally {
+    active--
+  }
+}
+
+// Calls are served one at a time, in arrival order. onnxruntime-node's run() is synchronous behind
+// a setImmediate, so calls handled concurrently only interleave on this thread, and each one's
+// measured head time then included the runs of every call that arrived with it: the pool's
+// backlog estimate (time per row × rows queued) counted the queue twice and, in bench scenario 4's
+// first second, shed requests a 30 ms backlog would have answered in time.
+let tail: Promise<void> = Promise.resolve()
+
 port.on('message', (req: ScoreRequest | CloseMessage) => {
   if ('kind' in req) {
     void closeWorker()
     return
   }
   active++
-  handle(req).then(
-    (res) => {
-      const transfer = inputBuffers(res.inputs)
-      if (res.ok && res.rows) transfer.push(res.rows.buffer as ArrayBuffer)
-      if (res.ok && res.json) transfer.push(res.json.buffer as ArrayBuffer)
-      port.postMessage(res, transfer)
-    },
-    (err: unknown) => port.postMessage({ id: req.id, ok: false, inputs: req.inputs, error: err instanceof Error ? err.message : String(err) }, inputBuffers(req.inputs)),
-  ).finally(() => { active-- })
+  tail = tail.then(() => serve(req))
 })
 port.postMessage({ ready: true })
