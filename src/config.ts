@@ -33,7 +33,7 @@ const schema = {
     EMBED_WORKERS: { type: 'integer', minimum: 1, maximum: 64, default: 1 },
     EMBED_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
     EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19 },
-    EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
+    EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
     QUEUE_CLIENT_RATE: { type: 'number', minimum: 0, default: 100 },
     QUEUE_CLIENT_BURST: { type: 'integer', minimum: 1, default: 2000 },

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { crc32 } from 'node:zlib'
 import sharp, { type Sharp } from 'sharp'
 import { CtrError } from '../src/errors.ts'
-import { pixelsSha256, preprocessImage, sniffFormat, type ImageInputSpec } from '../src/modalities/image/preprocess.ts'
+import { decodePixels, pixelsSha256, preprocessImage, sniffFormat, writeTensor, type ImageInputSpec } from '../src/modalities/image/preprocess.ts'
 
 // Every input image is generated here with sharp itself; the expected numbers follow from
 // x = (px/255 − mean) / std (docs/bundle-format.md, "Image").
@@ -85,6 +85,23 @@ test('mean/std per channel and BGR channel order are honoured', async () => {
   const expectedRgb = [(1 - 0.485) / 0.229, (0 - 0.456) / 0.224, (51 / 255 - 0.406) / 0.225]
   assertNear([tensor[0] ?? 0, tensor[16] ?? 0, tensor[32] ?? 0], [expectedRgb[2] ?? 0, expectedRgb[1] ?? 0, expectedRgb[0] ?? 0],
     1e-6, 'BGR planes')
+})
+
+test('pixels decoded alone and normalised into a batch at an offset give the same tensor, bit for bit', async () => {
+  // The image loader keeps decoded pixels while a batch loads and writes the batch in place.
+  const s = spec(16, 12, { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], channel_order: 'BGR' })
+  const per = 3 * 16 * 12
+  const inputs = [await halves(16, 12, [255, 0, 51], [3, 140, 250]).png().toBuffer(), await noise(40, 30).jpeg().toBuffer()]
+  const batch = new Float32Array(3 * per).fill(Number.NaN)
+  for (const [j, bytes] of inputs.entries()) {
+    const pixels = await decodePixels(bytes, s)
+    const whole = await preprocessImage(bytes, s)
+    assert.deepEqual([...pixels], [...whole.pixels], `pixels of input ${j}`)
+    writeTensor(pixels, s, batch, (j + 1) * per)
+    assert.deepEqual([...batch.subarray((j + 1) * per, (j + 2) * per)], [...whole.tensor], `tensor of input ${j} at slot ${j + 1}`)
+  }
+  assert.ok(batch.subarray(0, per).every(Number.isNaN), 'slot 0 untouched')
+  assert.throws(() => writeTensor(new Uint8Array(10), s, batch, 0), /10 bytes for 16x12x3/)
 })
 
 test('a different decoded size is resized (fill) to the encoder size', async () => {

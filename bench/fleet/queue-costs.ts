@@ -28,7 +28,7 @@ const BLOCK_S = num(args, 'block-seconds', 10)
 const RESULTS = resolve(import.meta.dirname, '../results')
 const log = (m: string): void => { process.stderr.write(`[queue-costs ${new Date().toISOString().slice(11, 19)}] ${m}\n`) }
 const loadAtStart = loadavg()
-const CONSUME = { concurrency: 4, batchSize: 16, batchWaitMs: 5 } // EMBED_CONCURRENCY, EMBED_BATCH_SIZE defaults
+const CONSUME = { concurrency: 16, batchSize: 16, batchWaitMs: 5 } // EMBED_CONCURRENCY, EMBED_BATCH_SIZE defaults
 
 const cluster = await startRedisCluster()
 const clients: Cluster[] = []

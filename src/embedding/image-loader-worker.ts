@@ -5,7 +5,7 @@
 // raw encoder throughput). Here the next batches load while the encoder runs.
 import { parentPort, workerData } from 'node:worker_threads'
 import { CtrError } from '../errors.ts'
-import { configureSharp, createImageFetcher, loadImageInput } from '../modalities/image/index.ts'
+import { configureSharp, createImageFetcher, loadImagePixels, writeTensor } from '../modalities/image/index.ts'
 import { HostLimiter } from '../util/host-limiter.ts'
 import { hostOf } from './cost-model.ts'
 import { failureReason } from './failure-reason.ts'
@@ -27,10 +27,13 @@ const per = 3 * loading.spec.height * loading.spec.width
 async function load(req: LoaderRequest): Promise<LoaderReply> {
   const fetchReasons: string[] = []
   const metrics = { fetchFailures: { inc: (labels: { reason: string }) => { fetchReasons.push(labels.reason) } } }
-  const loaded = await Promise.all(req.urls.map((url) => hosts.run(hostOf(url), () => loadImageInput(url, {
+  // Decoded pixels wait for the rest of the batch (a quarter of the float tensor's size: with
+  // EMBED_CONCURRENCY batches loading at once, that is what the images in flight hold), and are
+  // normalised straight into the batch once it is complete.
+  const loaded = await Promise.all(req.urls.map((url) => hosts.run(hostOf(url), () => loadImagePixels(url, {
     deadline: req.deadline, spec: loading.spec, fetchOptions: loading.fetch, fetcher, metrics,
     preprocess: { limitInputPixels: loading.limitInputPixels },
-  })).then((img) => ({ ok: true as const, tensor: img.tensor }), (err: unknown) => ({ ok: false as const, err }))))
+  })).then((pixels) => ({ ok: true as const, pixels }), (err: unknown) => ({ ok: false as const, err }))))
   const embedded: number[] = []
   const failures: LoaderReply['failures'] = []
   loaded.forEach((l, index) => {
@@ -40,7 +43,7 @@ async function load(req: LoaderRequest): Promise<LoaderReply> {
   const batch = new Float32Array(embedded.length * per)
   embedded.forEach((index, j) => {
     const l = loaded[index]
-    if (l?.ok) batch.set(l.tensor, j * per)
+    if (l?.ok) writeTensor(l.pixels, loading.spec, batch, j * per)
   })
   return { id: req.id, batch, embedded, failures, fetchReasons }
 }

@@ -73,8 +73,19 @@ function normalisationTables(spec: ImageInputSpec): Float32Array[] {
 const tablesBySpec = new WeakMap<ImageInputSpec, Float32Array[]>()
 
 function toTensor(pixels: Uint8Array, spec: ImageInputSpec): Float32Array {
+  const tensor = new Float32Array(3 * spec.height * spec.width)
+  writeTensor(pixels, spec, tensor, 0)
+  return tensor
+}
+
+/**
+ * Writes the encoder input of `pixels` (HWC RGB uint8, `spec`'s size) into `out` at `offset` (CHW
+ * float32, as `preprocessImage`'s tensor): a batch is filled in place from decoded pixels, which are
+ * a quarter of the tensor's size while they wait for the rest of their batch.
+ */
+export function writeTensor(pixels: Uint8Array, spec: ImageInputSpec, out: Float32Array, offset: number): void {
   const plane = spec.height * spec.width
-  const tensor = new Float32Array(3 * plane)
+  if (pixels.length !== 3 * plane) throw new Error(`writeTensor: ${pixels.length} bytes for ${spec.width}x${spec.height}x3`)
   let tables = tablesBySpec.get(spec)
   if (!tables) {
     tables = normalisationTables(spec)
@@ -84,10 +95,9 @@ function toTensor(pixels: Uint8Array, spec: ImageInputSpec): Float32Array {
   for (let target = 0; target < 3; target++) {
     const source = order[target] as number
     const table = tables[source] as Float32Array
-    const offset = target * plane
-    for (let i = 0, j = source; i < plane; i++, j += 3) tensor[offset + i] = table[pixels[j] as number] as number
+    const at = offset + target * plane
+    for (let i = 0, j = source; i < plane; i++, j += 3) out[at + i] = table[pixels[j] as number] as number
   }
-  return tensor
 }
 
 async function orientedSize(bytes: Buffer, limitInputPixels: number): Promise<{ width: number; height: number }> {
@@ -122,6 +132,12 @@ export function sniffFormat(b: Buffer): 'jpeg' | 'png' | 'gif' | 'webp' | 'heif'
 export async function preprocessImage(
   bytes: Buffer, spec: ImageInputSpec, opts: PreprocessOptions = {},
 ): Promise<PreprocessedImage> {
+  const pixels = await decodePixels(bytes, spec, opts)
+  return { pixels, tensor: toTensor(pixels, spec) }
+}
+
+/** `preprocessImage` up to the pixels (HWC, RGB, uint8, `spec`'s size); `writeTensor` normalises them. */
+export async function decodePixels(bytes: Buffer, spec: ImageInputSpec, opts: PreprocessOptions = {}): Promise<Uint8Array> {
   if (!configured) {
     sharp.cache(false)
     configured = true
@@ -152,8 +168,7 @@ export async function preprocessImage(
     if (info.width !== spec.width || info.height !== spec.height || info.channels !== 3) {
       throw invalid(`decoded to ${info.width}x${info.height}x${info.channels}`)
     }
-    const pixels = new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-    return { pixels, tensor: toTensor(pixels, spec) }
+    return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
   } catch (err) {
     if (err instanceof CtrError) throw err
     throw invalid(err instanceof Error ? err.message : String(err), err)
