@@ -153,6 +153,31 @@ test('memory queue: concurrency bounds batches in flight per modality', async ()
   assert.equal(peak, 2)
 })
 
+test('memory queue: a modality can have its own concurrency (titles 1, images 3)', async () => {
+  const { queue } = makeQueue()
+  const running: Record<Modality, number> = { image: 0, text: 0 }
+  const peak: Record<Modality, number> = { image: 0, text: 0 }
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  queue.start(async (batch) => {
+    const m = (batch[0] as EmbedJob).modality
+    running[m]++
+    peak[m] = Math.max(peak[m], running[m])
+    await gate
+    running[m]--
+    return batch.map(() => OK)
+  }, { concurrency: 3, modalityConcurrency: { text: 1 }, batchSize: 1, batchWaitMs: 0 })
+  await queue.enqueue([...Array.from({ length: 6 }, (_, i) => job(`i${i}`)), ...Array.from({ length: 6 }, (_, i) => job(`t${i}`, 'text'))])
+  await until(() => running.image === 3 && running.text === 1)
+  await sleep(20) // nothing more starts while those run
+  assert.deepEqual(running, { image: 3, text: 1 })
+  release()
+  await queue.close({ drain: true, timeoutMs: 5_000 })
+  assert.deepEqual(peak, { image: 3, text: 1 })
+  assert.throws(() => makeQueue().queue.start(async () => [], { concurrency: 2, modalityConcurrency: { text: 0 }, batchSize: 1, batchWaitMs: 0 }),
+    /concurrency of text must be an integer ≥ 1, got 0/)
+})
+
 test('memory queue: transient failures retry with exponential backoff, then succeed', async () => {
   const { queue, metrics } = makeQueue({ backoff: { baseMs: 40, maxMs: 1_000 } })
   const calls: number[] = []

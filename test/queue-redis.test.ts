@@ -114,6 +114,27 @@ test('redis queue: jobs spread over the partitions; a batch is filled across the
   assert.deepEqual(sizes, { image: [4, 4, 2], text: [1] })
 })
 
+test('redis queue: a modality can have its own number of consumer loops (titles 1, images 3)', async (t) => {
+  const h = harness(t)
+  const { queue } = await h.queue()
+  await queue.enqueue([...Array.from({ length: 8 }, (_, i) => h.job(`i${i}`)), ...Array.from({ length: 8 }, (_, i) => h.job(`t${i}`, 'text'))])
+  const running: Record<Modality, number> = { image: 0, text: 0 }
+  let release!: () => void
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  queue.start(async (batch) => {
+    const m = batch[0]?.modality ?? 'image'
+    running[m]++
+    await gate
+    running[m]--
+    return batch.map(() => OK)
+  }, { concurrency: 3, modalityConcurrency: { text: 1 }, batchSize: 1, batchWaitMs: 0 })
+  await until(() => running.image === 3 && running.text === 1)
+  await sleep(100) // the idle loops poll every 20 ms: none takes a fourth image or a second title
+  assert.deepEqual(running, { image: 3, text: 1 })
+  release()
+  await until(async () => await queue.depth() === 0 && running.image === 0 && running.text === 0)
+})
+
 test('redis queue: 100 keys asked for again and again are handled before a backlog of 50,000 one-off jobs', async (t) => {
   const h = harness(t)
   const { queue } = await h.queue({ enqueueTimeoutMs: 30_000 })

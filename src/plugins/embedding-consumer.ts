@@ -12,7 +12,10 @@ import { MemoryQueue } from '../queue/memory-queue.ts'
 export default fp(async (app) => {
   const { config, queue, embedder, store, log, snapshots } = app
   queue.start(makeJobHandler(embedder, store, log), {
-    concurrency: config.EMBED_CONCURRENCY, batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,
+    // Image batches wait on fetches, so many run at once; title batches only queue at the text
+    // worker, where an inline title (miss_policy budget) would wait behind every one of them.
+    concurrency: config.EMBED_CONCURRENCY, modalityConcurrency: { text: config.EMBED_TEXT_CONCURRENCY },
+    batchSize: config.EMBED_BATCH_SIZE, batchWaitMs: 5,
   })
   // In-process queue with a snapshot file: unfinished jobs are saved with the L1 snapshot at
   // shutdown and re-queued here at start, instead of being lost or holding the shutdown.

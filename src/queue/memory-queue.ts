@@ -7,7 +7,7 @@ import { NegativeCache } from './negative-cache.ts'
 import { runBatch } from './run-batch.ts'
 import { bumpDemand } from './demand-score.ts'
 import { PriorityHeap } from './priority-heap.ts'
-import { assertConsumeOptions } from './consume-options.ts'
+import { assertConsumeOptions, concurrencyOf } from './consume-options.ts'
 import {
   MODALITIES, type CloseOptions, type ConsumeOptions, type EmbedHandler, type EmbedJob, type EmbedQueue,
   type JobOutcome, type Modality, type QueueMetrics,
@@ -258,7 +258,8 @@ export class MemoryQueue implements EmbedQueue {
     let nextDue = Infinity
     for (const modality of MODALITIES) {
       const queue = this.ready[modality]
-      while (queue.size > 0 && this.inFlight[modality] < consume.concurrency) {
+      const concurrency = concurrencyOf(consume, modality)
+      while (queue.size > 0 && this.inFlight[modality] < concurrency) {
         const due = (queue.peek()?.readyAt ?? now) + consume.batchWaitMs
         if (queue.size < consume.batchSize && now < due && this.state === 'open') {
           nextDue = Math.min(nextDue, due)

@@ -2,6 +2,7 @@
 // the partitions of this instance's encoder version (visited round-robin from a shared cursor, so
 // the loops of one instance, and the instances of a fleet, spread over all partitions), running
 // it under a renewed lease, and settling it.
+import { concurrencyOf } from './consume-options.ts'
 import { backoffDelayMs, type BackoffOptions } from './backoff.ts'
 import { JobTally } from './job-tally.ts'
 import { LeaseRenewal } from './lease-renewal.ts'
@@ -88,7 +89,7 @@ export class PartitionConsumer {
   }
 
   start(): void {
-    for (let i = 0; i < this.deps.consume.concurrency; i++) this.loops.push(this.loop())
+    for (let i = 0; i < concurrencyOf(this.deps.consume, this.deps.modality); i++) this.loops.push(this.loop())
   }
 
   /**

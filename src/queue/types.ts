@@ -28,6 +28,8 @@ export type EmbedHandler = (batch: readonly EmbedJob[]) => Promise<readonly JobO
 export interface ConsumeOptions {
   /** Concurrent handler calls per modality (image and text batches run side by side). */
   readonly concurrency: number
+  /** A modality's own number of concurrent handler calls, in place of `concurrency`. */
+  readonly modalityConcurrency?: Partial<Readonly<Record<Modality, number>>>
   /** Most jobs in one handler call. */
   readonly batchSize: number
   /** How long a partial batch waits for more jobs of its modality before it runs anyway. */
