@@ -34,7 +34,7 @@ const schema = {
     EMBED_BATCH_SIZE: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
     EMBED_NICE: { type: 'integer', minimum: 0, maximum: 19, default: 19 },
     EMBED_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 16 },
-    EMBED_TEXT_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 4 },
+    EMBED_TEXT_CONCURRENCY: { type: 'integer', minimum: 1, maximum: 256, default: 1 },
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
     QUEUE_CLIENT_RATE: { type: 'number', minimum: 0, default: 100 },
     QUEUE_CLIENT_BURST: { type: 'integer', minimum: 1, default: 2000 },
