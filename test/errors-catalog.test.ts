@@ -21,6 +21,7 @@ const INTERNAL_FAULTS: Readonly<Record<string, number>> = {
   'scoring/scorer-pool.ts': 2, // a scorer thread answered outside the protocol: a bug
   'scoring/scorer-worker.ts': 3, // loaded outside a worker thread; a vector slab it was not given; slots with projections for a bundle without a split head (bugs)
   'scoring/image-projections.ts': 1, // a vector slab it was not given (a bug)
+  'modalities/image/preprocess.ts': 1, // writeTensor given pixels of another size than the spec's: a bug in its caller (decodePixels checks the decoded size)
   'cache/cluster-seeds.ts': 1, // a parse detail: config.ts reports it as CTR_ERR_BAD_CONFIG naming REDIS_CLUSTER_NODES
 }
 
