@@ -38,6 +38,8 @@ const schema = {
     QUEUE_CAPACITY: { type: 'integer', minimum: 1, default: 100_000 },
     QUEUE_CLIENT_RATE: { type: 'number', minimum: 0, default: 100 },
     QUEUE_CLIENT_BURST: { type: 'integer', minimum: 1, default: 2000 },
+    QUEUE_INSTANCE_RATE: { type: 'number', minimum: 0, default: 1000 },
+    QUEUE_INSTANCE_BURST: { type: 'integer', minimum: 1, default: 5000 },
     QUEUE_MAX_AGE_S: { type: 'integer', minimum: 0, default: 3600 },
     QUEUE_PRIORITY_HALF_LIFE_S: { type: 'number', exclusiveMinimum: 0, default: 60 },
     QUEUE_PARTITIONS: { type: 'integer', minimum: 1, maximum: 1024, default: 8 },
@@ -84,6 +86,8 @@ export interface Config {
   QUEUE_CAPACITY: number
   QUEUE_CLIENT_RATE: number
   QUEUE_CLIENT_BURST: number
+  QUEUE_INSTANCE_RATE: number
+  QUEUE_INSTANCE_BURST: number
   QUEUE_MAX_AGE_S: number
   QUEUE_PRIORITY_HALF_LIFE_S: number
   QUEUE_PARTITIONS: number

@@ -55,7 +55,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
     }),
     queueAdmission: new Counter({
       name: 'ctrserve_queue_admission_total',
-      help: 'Misses offered to the embedding queue from /predict: admitted, or throttled by the per-client bound (QUEUE_CLIENT_RATE)',
+      help: 'Misses offered to the embedding queue from /predict: admitted, throttled by the per-client bound (QUEUE_CLIENT_RATE), or throttled_instance by the bound on every client together (QUEUE_INSTANCE_RATE)',
       labelNames: ['result'], registers,
     }),
     fieldRowCache: new Gauge({

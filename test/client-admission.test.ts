@@ -31,6 +31,30 @@ test('token bucket per client: burst, refill at the rate, other clients unaffect
   assert.equal(await clientScope.run('10.0.0.1', () => q.enqueue(jobs)), 50)
 })
 
+test('one bucket for every client together: many clients cannot offer more than the instance bound; its refusals cost a client nothing', async () => {
+  let t = 0
+  const offered: number[] = []
+  const inner = { enqueue: async (jobs: EmbedJob[]) => { offered.push(jobs.length); return jobs.length } }
+  const metrics = createMetrics({ defaultMetrics: false })
+  const q = withClientAdmission(inner, { ratePerS: 100, burst: 40, maxClients: 100, metrics, instance: { ratePerS: 10, burst: 50 }, now: () => t })
+  const jobs = Array.from({ length: 40 }, (_, i) => job(i))
+  const from = (client: string, n = 40): Promise<number> => clientScope.run(client, () => q.enqueue(jobs.slice(0, n)))
+  assert.equal(await from('10.0.0.1'), 40)
+  assert.equal(await from('10.0.0.2'), 10, 'the instance has 10 tokens left')
+  assert.equal(await from('10.0.0.3'), 0)
+  t += 2000 // 20 tokens back for the instance
+  assert.equal(await from('10.0.0.3'), 20, 'client 3 was refused by the instance only: its own 40 are still there')
+  assert.deepEqual(offered, [40, 10, 20])
+  const text = await metrics.registry.metrics()
+  assert.match(text, /ctrserve_queue_admission_total\{result="admitted"\} 70/)
+  assert.match(text, /ctrserve_queue_admission_total\{result="throttled_instance"\} 90/) // 30 + 40 + 20
+  assert.doesNotMatch(text, /result="throttled"\}/, 'no client reached its own bound')
+  // The instance bound alone (no per-client bound) holds too.
+  const alone = withClientAdmission(inner, { ratePerS: 0, burst: 1, maxClients: 1, metrics, instance: { ratePerS: 1, burst: 5 }, now: () => 0 })
+  assert.equal(await clientScope.run('a', () => alone.enqueue(jobs)), 5)
+  assert.equal(await clientScope.run('b', () => alone.enqueue(jobs)), 0)
+})
+
 test('repeats of keys the queue already holds are passed on without a token: a hot miss asked for again does not spend the client\'s budget', async () => {
   const held = new Set<string>()
   const offered: string[][] = []

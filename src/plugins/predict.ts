@@ -37,6 +37,7 @@ export default fp<PredictPluginOptions>(async (app, opts) => {
     queue: misses === 'queue'
       ? withClientAdmission(app.queue, {
         ratePerS: config.QUEUE_CLIENT_RATE, burst: config.QUEUE_CLIENT_BURST, maxClients: 10_000, metrics,
+        instance: { ratePerS: config.QUEUE_INSTANCE_RATE, burst: config.QUEUE_INSTANCE_BURST },
         // The queue's per-key trace (debug) names throttled keys too, as `queue: enqueue` lines.
         ...(config.LOG_LEVEL === 'debug' || config.LOG_LEVEL === 'trace' ? { onThrottled: (job: EmbedJob) => log.debug({ key: job.key, outcome: 'throttled' }, 'queue: enqueue') } : {}),
       })
