@@ -38,7 +38,7 @@ export function readTraces(outputs: ReadonlyArray<readonly string[]>): Map<strin
 /** What became of an input with no vector at the end. The first five are lost (see LOST). */
 export type MissingClass =
   | 'done, vector missing' | 'acknowledged, then lost' | 'in the outbox when its process ended' | 'given up (dropped)' | 'given up (unknown)'
-  | 'still a job' | 'negatively cached' | 'suppressed by the resend window' | 'throttled by client admission (QUEUE_CLIENT_RATE)' | 'never offered'
+  | 'still a job' | 'negatively cached' | 'suppressed by the resend window' | 'throttled by admission (QUEUE_CLIENT_RATE or QUEUE_INSTANCE_RATE)' | 'never offered'
   | 'request refused (non-200), never offered' | 'request unanswered (connection error or timeout), never offered'
 
 /**
@@ -65,7 +65,7 @@ export function classify(where: 'queued' | 'negative' | 'nowhere', trace: KeyTra
   if (last === 'dropped') return 'given up (dropped)'
   if (last === 'unknown') return 'given up (unknown)'
   if (last === 'negative') return 'negatively cached'
-  if (last === 'throttled') return 'throttled by client admission (QUEUE_CLIENT_RATE)'
+  if (last === 'throttled') return 'throttled by admission (QUEUE_CLIENT_RATE or QUEUE_INSTANCE_RATE)'
   if (o.some((x) => x.outcome === 'deferred')) return 'in the outbox when its process ended'
   return 'suppressed by the resend window'
 }
