@@ -32,7 +32,7 @@ test('health, readiness, model description, metrics and OpenAPI', async (t) => {
   assert.equal((await app.inject({ url: '/healthz' })).statusCode, 200)
   const ready = await app.inject({ url: '/readyz' })
   assert.equal(ready.statusCode, 200)
-  assert.deepEqual(ready.json(), { ready: true, bundle: 'ctr-synth@1.4.0', redis: 'absent' })
+  assert.deepEqual(ready.json(), { ready: true, bundle: 'ctr-synth@1.4.1', redis: 'absent' })
   const model = (await app.inject({ url: '/model' })).json<{ name: string; fields: Array<{ name: string; scope: string }> }>()
   assert.equal(model.name, 'ctr-synth')
   assert.ok(model.fields.some((f) => f.name === 'publisher' && f.scope === 'item'))

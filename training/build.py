@@ -41,7 +41,7 @@ from .tokenizer import encode, load_tokenizer, pad_batch, save_tokenizer, train_
 from .train import CTRModel, Data, fit_spread_tau, predict, train
 
 T0 = time.time()
-VERSION = "1.4.0"
+VERSION = "1.4.1"
 
 
 def log(msg: str) -> None:
