@@ -5,6 +5,7 @@ import { CtrError } from '../errors.ts'
 import type { CategoricalField, FieldSpec, Manifest } from './manifest.ts'
 import { manifestSchemaErrors } from './manifest-schema.ts'
 import { categoricalRow } from '../modalities/categorical.ts'
+import { countTinyWeights } from '../onnx/tiny-weights.ts'
 
 export interface LoadedField {
   readonly spec: FieldSpec
@@ -20,6 +21,8 @@ export interface Bundle {
   readonly fieldsByScope: { readonly context: ReadonlyMap<string, LoadedField>; readonly item: ReadonlyMap<string, LoadedField> }
   readonly fieldsDim: number
   readonly oov: { readonly image: Float32Array; readonly text: Float32Array }
+  /** ONNX files with float32 weights below 1e-30 (src/onnx/tiny-weights.ts), and how many; empty when files were not read. */
+  readonly tinyWeights: Readonly<Record<string, number>>
 }
 
 function bad(what: string, why: string): CtrError {
@@ -37,14 +40,21 @@ async function readF32(path: string, expectLength: number, what: string): Promis
   return out
 }
 
-async function verifyFiles(dir: string, manifest: Manifest): Promise<void> {
+/** Checks every file's sha256; returns the ONNX files that have tiny weights (they are read anyway). */
+async function verifyFiles(dir: string, manifest: Manifest): Promise<Record<string, number>> {
+  const tiny: Record<string, number> = {}
   for (const [file, meta] of Object.entries(manifest.files)) {
     const bytes = await readFile(join(dir, file)).catch((err: unknown) => {
       throw bad(file, `cannot be read (${String(err)}); is MODEL_DIR the bundle folder?`)
     })
     const digest = createHash('sha256').update(bytes).digest('hex')
     if (meta && digest !== meta.sha256) throw bad(file, `sha256 ${digest} does not match the manifest (${meta.sha256}); rebuild or re-copy the bundle`)
+    if (file.endsWith('.onnx')) {
+      const n = countTinyWeights(bytes)
+      if (n > 0) tiny[file] = n
+    }
   }
+  return tiny
 }
 
 function checkHashVectors(manifest: Manifest): void {
@@ -110,7 +120,7 @@ export async function loadBundle(dirArg: string, opts: { verify?: boolean } = {}
     throw bad(join(dir, 'manifest.json'), `cannot be read (${String(err)})`)
   })
   const manifest = parseManifest(raw, join(dir, 'manifest.json'))
-  if (opts.verify ?? true) await verifyFiles(dir, manifest)
+  const tinyWeights = opts.verify ?? true ? await verifyFiles(dir, manifest) : {}
 
   const fields: LoadedField[] = []
   const context = new Map<string, LoadedField>()
@@ -128,5 +138,5 @@ export async function loadBundle(dirArg: string, opts: { verify?: boolean } = {}
     image: await readF32(join(dir, manifest.oov.image.file), manifest.oov.image.dim, manifest.oov.image.file),
     text: await readF32(join(dir, manifest.oov.text.file), manifest.oov.text.dim, manifest.oov.text.file),
   }
-  return { dir, manifest, fields, fieldsByScope: { context, item }, fieldsDim: offset, oov }
+  return { dir, manifest, fields, fieldsByScope: { context, item }, fieldsDim: offset, oov, tinyWeights }
 }
