@@ -31,6 +31,10 @@ from onnx import numpy_helper
 THRESHOLD = 1e-30
 
 
+def _tiny(a: np.ndarray, threshold: float) -> np.ndarray:
+    return (a != 0) & (np.abs(a) < threshold)
+
+
 def flush_tiny_weights(path: Path, threshold: float = THRESHOLD) -> int:
     """Set every float32 initializer entry with 0 < |w| < threshold to 0, in place; returns how many."""
     model = onnx.load(str(path))
@@ -39,7 +43,7 @@ def flush_tiny_weights(path: Path, threshold: float = THRESHOLD) -> int:
         if t.data_type != onnx.TensorProto.FLOAT:
             continue
         a = numpy_helper.to_array(t)
-        tiny = (a != 0) & (np.abs(a) < threshold)
+        tiny = _tiny(a, threshold)
         n = int(tiny.sum())
         if n == 0:
             continue
@@ -58,8 +62,7 @@ def count_tiny_weights(path: Path, threshold: float = THRESHOLD) -> int:
     n = 0
     for t in model.graph.initializer:
         if t.data_type == onnx.TensorProto.FLOAT:
-            a = numpy_helper.to_array(t)
-            n += int(((a != 0) & (np.abs(a) < threshold)).sum())
+            n += int(_tiny(numpy_helper.to_array(t), threshold).sum())
     return n
 
 

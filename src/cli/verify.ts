@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { writeFile } from 'node:fs/promises'
 import { loadBundle } from '../bundle/load-bundle.ts'
+import { tinyWeightsAdvice } from '../onnx/tiny-weights.ts'
 import { loadConfig } from '../config.ts'
 import { createEncoderPools } from '../embedding/encoder-pools.ts'
 import { Head } from '../fusion/head.ts'
@@ -73,7 +74,7 @@ export const verifyCommand: Command = {
       const bundle = await loadBundle(config.MODEL_DIR)
       // Parity holds with them; speed on Intel CPUs does not (README "Subnormal weights"): said, not failed.
       for (const [file, n] of Object.entries(bundle.tinyWeights)) {
-        process.stdout.write(`warning: ${file} has ${n} weights below 1e-30 (slow on Intel CPUs): python -m training.tiny_weights ${bundle.dir}\n`)
+        process.stdout.write(`warning: ${file} has ${n} ${tinyWeightsAdvice(bundle.dir)}\n`)
       }
       const { imagePool, textPool } = await createEncoderPools(bundle, { imageWorkers: 1, ortThreads: config.ORT_INTRA_OP_THREADS })
       const head = await Head.load(bundle, config.HEAD_INTRA_OP_THREADS)

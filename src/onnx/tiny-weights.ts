@@ -30,9 +30,15 @@ function* lengthFields(bytes: Uint8Array, field: number): Generator<Uint8Array> 
   }
 }
 
-function countIn(values: Float32Array): number {
+/** Little-endian float32 values of `bytes` (raw_data or packed float_data) with 0 < |w| < TINY_WEIGHT. */
+function countIn(bytes: Uint8Array): number {
+  const length = bytes.byteLength >> 2
+  // A view where the bytes are aligned (most are), else a copy; little-endian as the bundle's .f32 files.
+  const values = bytes.byteOffset % 4 === 0
+    ? new Float32Array(bytes.buffer, bytes.byteOffset, length)
+    : new Float32Array(new Uint8Array(bytes.subarray(0, length * 4)).buffer)
   let n = 0
-  for (let i = 0; i < values.length; i++) {
+  for (let i = 0; i < length; i++) {
     const a = Math.abs(values[i] as number)
     if (a !== 0 && a < TINY_WEIGHT) n++
   }
@@ -44,20 +50,16 @@ function tinyInTensor(bytes: Uint8Array): number {
   const r = protobuf.Reader.create(bytes)
   let type = 0
   let location = 0
-  const parts: Float32Array[] = []
+  // Read in place once the type is known (it may follow the data in the wire format).
+  const parts: Uint8Array[] = []
   while (r.pos < r.len) {
     const tag = r.uint32()
     const field = tag >>> 3
     const wire = tag & 7
     if (field === 2 && wire === WIRE_VARINT) type = r.int32()
     else if (field === 14 && wire === WIRE_VARINT) location = r.int32()
-    else if ((field === 9 || field === 4) && wire === WIRE_LENGTH) {
-      // raw_data is little-endian float32 for FLOAT tensors, as is packed float_data: copied to be aligned.
-      const raw = r.bytes()
-      const copy = new Uint8Array(raw.byteLength - (raw.byteLength % 4))
-      copy.set(raw.subarray(0, copy.byteLength))
-      parts.push(new Float32Array(copy.buffer))
-    } else r.skipType(wire)
+    else if ((field === 9 || field === 4) && wire === WIRE_LENGTH) parts.push(r.bytes())
+    else r.skipType(wire)
   }
   if (type !== FLOAT || location === EXTERNAL) return 0
   return parts.reduce((n, p) => n + countIn(p), 0)
@@ -70,4 +72,9 @@ export function countTinyWeights(model: Uint8Array): number {
     for (const tensor of lengthFields(graph, 5)) n += tinyInTensor(tensor)
   }
   return n
+}
+
+/** What to tell an operator whose bundle has tiny weights (the server's start-up log, ctrserve verify). */
+export function tinyWeightsAdvice(bundleDir: string): string {
+  return `ONNX weights below ${TINY_WEIGHT}: on Intel CPUs their subnormal arithmetic can make the head and the encoders many times slower; set them to zero with \`python -m training.tiny_weights ${bundleDir}\` (README "Subnormal weights")`
 }
