@@ -123,5 +123,5 @@ test('the writer gives JSON.stringify of the object form, for any id and for non
   const image = ids.map((_, i) => sources[i % 5] as Source)
   const text = ids.map((_, i) => sources[(i + 2) % 5] as Source)
   const objects = ids.map((id, i) => ({ id, ctr: distributionAt(stats, rows, s.pi, s.mu, s.sigma, i), sources: { image: image[i], text: text[i] } }))
-  assert.equal(json.write(s, { ids, image, text }), JSON.stringify(objects))
+  assert.equal(Buffer.from(json.write(s, { ids, image, text })).toString('utf8'), JSON.stringify(objects))
 })

@@ -43,7 +43,7 @@ test('scorer threads and the request thread give identical statistics, head outp
     const [a, b] = await Promise.all([pool.scoreJson(n, filler(s), meta), inline.scoreJson(n, filler(s), meta)])
     assert.ok(a.json instanceof Uint8Array, 'a scorer thread sends UTF-8 bytes')
     const text = new TextDecoder().decode(a.json)
-    assert.equal(text, b.json)
+    assert.equal(text, new TextDecoder().decode(b.json))
     assert.equal((JSON.parse(text) as unknown[]).length, n)
   }
   await assert.rejects(pool.score(2, () => { throw new Error('bad field') }), /bad field/)

@@ -1,5 +1,6 @@
 import type { Manifest } from '../bundle/manifest.ts'
 import type { CtrDistribution } from '../predict/types.ts'
+import { float32Number } from '../util/json-bytes.ts'
 import { FIRST_QUANTILE, MEAN, RAW_MEAN, STD, type MixtureStats, mixtureStatsOf } from './batch-stats.ts'
 
 /** Row `i` of a statistics block (MixtureStats.compute) and the head's outputs as a CtrDistribution. */
@@ -9,7 +10,8 @@ export function distributionAt(stats: MixtureStats, rows: Float64Array, pi: Floa
   stats.quantileNames.forEach((name, j) => { quantiles[name] = rows[o + FIRST_QUANTILE + j] as number })
   const components = []
   for (let c = i * stats.k; c < (i + 1) * stats.k; c++) {
-    components.push({ weight: pi[c] as number, mu: mu[c] as number, sigma: sigma[c] as number })
+    // As the response writes them (predictions-json.ts): the float32's shortest decimal.
+    components.push({ weight: float32Number(pi[c] as number), mu: float32Number(mu[c] as number), sigma: float32Number(sigma[c] as number) })
   }
   return { mean: rows[o + MEAN] as number, raw_mean: rows[o + RAW_MEAN] as number, std: rows[o + STD] as number, quantiles, components }
 }

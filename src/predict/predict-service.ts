@@ -102,7 +102,7 @@ export class PredictService {
    * The whole response as JSON, serialised where it was scored (the /predict route's hot path),
    * trimmed to `options.fields` (predict() always returns every member).
    */
-  async predictJson(body: PredictBody, startedAt: number): Promise<string | Buffer> {
+  async predictJson(body: PredictBody, startedAt: number): Promise<Buffer> {
     const r = await this.run(body, startedAt, async (n, fill, p) => {
       const meta = { ids: body.items.map((it) => it.id), image: p.image.sources, text: p.text.sources, fields: fieldMask(body.options?.fields) }
       const s = await this.d.scorer.scoreJson(n, fill, meta)
@@ -110,7 +110,6 @@ export class PredictService {
     })
     const head = `{"model":${JSON.stringify(r.model)},"predictions":`
     const tail = `,"warnings":${JSON.stringify(r.warnings)},"timing_ms":${JSON.stringify(r.timing_ms)}}`
-    if (typeof r.value === 'string') return `${head}${r.value}${tail}`
     return Buffer.concat([Buffer.from(head), r.value, Buffer.from(tail)])
   }
 

@@ -1,6 +1,7 @@
-import { FIRST_QUANTILE, MEAN, RAW_MEAN, STD, type MixtureStats } from '../mdn/batch-stats.ts'
+import type { MixtureStats } from '../mdn/batch-stats.ts'
 import { RESPONSE_FIELDS, type ResponseField } from './predict-schema.ts'
-import type { Source } from './types.ts'
+import { type Source, SOURCES } from './types.ts'
+import { JsonBytes, literal } from '../util/json-bytes.ts'
 
 // The /predict response's `predictions` array written straight from the statistics block and the
 // head's outputs, without building 100 × 7 objects for a generic serializer to walk (number and
@@ -38,117 +39,120 @@ export function fieldMask(fields: readonly ResponseField[] | undefined): number 
   return mask
 }
 
-/** JSON of a number as JSON.stringify writes it (non-finite values become null). */
-function num(x: number): string {
-  return Number.isFinite(x) ? `${x}` : 'null'
+/** Pre-encoded punctuation and keys of one prediction. */
+const LIT = {
+  id: literal('{"id":'),
+  ctr: literal(',"ctr":{'),
+  ctrEnd: literal('}'),
+  member: Object.fromEntries(RESPONSE_FIELDS.map((f) => [f, [literal(`"${f}":`), literal(`,"${f}":`)]])) as Record<ResponseField, [Uint8Array, Uint8Array]>,
+  weight: [literal('{"weight":'), literal(',{"weight":')],
+  mu: literal(',"mu":'),
+  sigma: literal(',"sigma":'),
+  sources: literal(',"sources":{"image":'),
+  text: literal(',"text":'),
+  end: literal('}}'),
 }
 
+/** The JSON strings of the sources, encoded once. */
+const SOURCE_BYTES = new Map<Source, Uint8Array>(SOURCES.map((s) => [s, literal(JSON.stringify(s))]))
+
+// Bytes of one prediction besides its id and numbers (keys, punctuation, sources), with room to spare.
+const FIXED_BYTES = 512
+const NUMBER_BYTES = 25
+
 export class PredictionsJson {
-  private readonly quantileKeys: readonly string[]
-  private readonly pool: ReusedPrediction[] = []
-  private view: ReusedPrediction[] = []
+  /** Per quantile: its key with and without a leading comma. */
+  private readonly quantileKeys: ReadonlyArray<readonly [Uint8Array, Uint8Array]>
+  private readonly out = new JsonBytes()
+  /** The statistics block as a plain array, for one JSON.stringify over it (JsonBytes.numbers). */
+  private readonly values: number[] = []
 
   constructor(private readonly stats: MixtureStats) {
-    this.quantileKeys = stats.quantileNames.map((name, j) => `${j === 0 ? '' : ','}${JSON.stringify(name)}:`)
-  }
-
-  /** `[{"id":…,"ctr":{…},"sources":{…}}, …]` for rows [0, n), with the members in `meta.fields`. */
-  write(s: ScoredRows, meta: RowMeta): string {
-    const mask = meta.fields ?? ALL_FIELDS
-    if (mask === ALL_FIELDS) return this.writeAll(s, meta)
-    let out = '['
-    for (let i = 0; i < s.n; i++) {
-      out += `${i === 0 ? '' : ','}{"id":${JSON.stringify(meta.ids[i])},"ctr":{`
-      let sep = ''
-      for (const f of RESPONSE_FIELDS) {
-        if ((mask & BIT[f]) === 0 || f === 'sources') continue
-        out += `${sep}"${f}":${this.member(s, i, f)}`
-        sep = ','
-      }
-      out += '}'
-      if (mask & BIT.sources) out += `,"sources":{"image":"${meta.image[i] as Source}","text":"${meta.text[i] as Source}"}`
-      out += '}'
-    }
-    return `${out}]`
-  }
-
-  /** One member of row i's `ctr` (trimmed responses; writeAll is the default's unrolled form). */
-  private member(s: ScoredRows, i: number, f: Exclude<ResponseField, 'sources'>): string {
-    const o = i * this.stats.width
-    if (f === 'mean') return num(s.rows[o + MEAN] as number)
-    if (f === 'raw_mean') return num(s.rows[o + RAW_MEAN] as number)
-    if (f === 'std') return num(s.rows[o + STD] as number)
-    if (f === 'quantiles') {
-      let out = '{'
-      for (let j = 0; j < this.quantileKeys.length; j++) out += `${this.quantileKeys[j] as string}${num(s.rows[o + FIRST_QUANTILE + j] as number)}`
-      return `${out}}`
-    }
-    const k = this.stats.k
-    let out = '['
-    for (let c = i * k; c < (i + 1) * k; c++) {
-      out += `${c === i * k ? '' : ','}{"weight":${num(s.pi[c] as number)},"mu":${num(s.mu[c] as number)},"sigma":${num(s.sigma[c] as number)}}`
-    }
-    return `${out}]`
+    this.quantileKeys = stats.quantileNames.map((name) => [literal(`{${JSON.stringify(name)}:`), literal(`,${JSON.stringify(name)}:`)] as const)
   }
 
   /**
-   * The default (every member) response: the values are written into prediction objects kept from
-   * request to request, and one JSON.stringify writes them all. V8's serializer formats numbers
-   * straight into its output buffer, where a template literal makes a string per number and a rope
-   * of them: 0.31 against 0.40 ms per 100 items (UTF-8 included), and no per-request garbage.
+   * `[{"id":…,"ctr":{…},"sources":{…}}, …]` for rows [0, n), with the members in `meta.fields`, as
+   * UTF-8 bytes: the same bytes as JSON.stringify of the object form (distribution.ts; test
+   * test/predict-json.test.ts), written straight from the typed arrays. The components are float32
+   * outputs of the head, written as the shortest decimal that reads back as the same float32.
    */
-  private writeAll(s: ScoredRows, meta: RowMeta): string {
+  write(s: ScoredRows, meta: RowMeta): Uint8Array {
+    const mask = meta.fields ?? ALL_FIELDS
+    const o = this.out
     const { rows, pi, mu, sigma } = s
     const w = this.stats.width
     const k = this.stats.k
-    const names = this.stats.quantileNames
-    const out = this.reused(s.n)
+    const perRow = FIXED_BYTES + NUMBER_BYTES * (w + 3 * k)
+    const values = this.values
+    values.length = s.n * w
+    for (let j = 0; j < values.length; j++) values[j] = rows[j] as number
+    o.reset()
+    o.numbers(values)
+    o.byte(0x5b)
     for (let i = 0; i < s.n; i++) {
-      const p = out[i] as ReusedPrediction
-      const o = i * w
-      p.id = meta.ids[i] as string
-      const ctr = p.ctr
-      ctr.mean = rows[o + MEAN] as number
-      ctr.raw_mean = rows[o + RAW_MEAN] as number
-      ctr.std = rows[o + STD] as number
-      for (let j = 0; j < names.length; j++) ctr.quantiles[names[j] as string] = rows[o + FIRST_QUANTILE + j] as number
-      for (let c = 0; c < k; c++) {
-        const comp = ctr.components[c] as { weight: number; mu: number; sigma: number }
-        comp.weight = pi[i * k + c] as number
-        comp.mu = mu[i * k + c] as number
-        comp.sigma = sigma[i * k + c] as number
+      const id = meta.ids[i] as string
+      o.reserve(perRow + 6 * id.length)
+      if (i > 0) o.byte(0x2c)
+      o.raw(LIT.id)
+      o.string(id)
+      o.raw(LIT.ctr)
+        let first = 1
+      for (let f = 0; f < CTR_MEMBERS.length; f++) {
+        const name = CTR_MEMBERS[f] as CtrMember
+        const wanted = (mask & BIT[name]) !== 0
+        if (wanted) {
+          o.raw(LIT.member[name][1 - first] as Uint8Array)
+          first = 0
+        }
+        // The statistics' numbers come in column order (mean, raw_mean, std, quantiles), which is
+        // the members' order: each is written or passed over.
+        if (name === 'quantiles') {
+          for (let j = 0; j < this.quantileKeys.length; j++) {
+            if (!wanted) {
+              o.skipNumber()
+              continue
+            }
+            o.raw((this.quantileKeys[j] as readonly [Uint8Array, Uint8Array])[j === 0 ? 0 : 1])
+            o.nextNumber()
+          }
+          if (wanted) o.byte(0x7d)
+        } else if (name === 'components') {
+          if (!wanted) continue
+          o.byte(0x5b)
+          for (let c = i * k; c < (i + 1) * k; c++) {
+            o.raw(LIT.weight[c === i * k ? 0 : 1] as Uint8Array)
+            o.float32(pi[c] as number)
+            o.raw(LIT.mu)
+            o.float32(mu[c] as number)
+            o.raw(LIT.sigma)
+            o.float32(sigma[c] as number)
+            o.byte(0x7d)
+          }
+          o.byte(0x5d)
+        } else if (wanted) {
+          o.nextNumber()
+        } else {
+          o.skipNumber()
+        }
       }
-      p.sources.image = meta.image[i] as Source
-      p.sources.text = meta.text[i] as Source
+      o.raw(LIT.ctrEnd)
+      if (mask & BIT.sources) {
+        o.raw(LIT.sources)
+        o.raw(SOURCE_BYTES.get(meta.image[i] as Source) as Uint8Array)
+        o.raw(LIT.text)
+        o.raw(SOURCE_BYTES.get(meta.text[i] as Source) as Uint8Array)
+        o.raw(LIT.end)
+      } else {
+        o.byte(0x7d)
+      }
     }
-    return JSON.stringify(out)
-  }
-
-  /** n prediction objects of this head's shape (grown as needed, reused by the next request). */
-  private reused(n: number): ReusedPrediction[] {
-    while (this.pool.length < n) {
-      const quantiles: Record<string, number> = {}
-      for (const name of this.stats.quantileNames) quantiles[name] = 0
-      this.pool.push({
-        id: '',
-        ctr: { mean: 0, raw_mean: 0, std: 0, quantiles, components: Array.from({ length: this.stats.k }, () => ({ weight: 0, mu: 0, sigma: 0 })) },
-        sources: { image: 'oov', text: 'oov' },
-      })
-    }
-    if (this.view.length !== n) this.view = this.pool.slice(0, n)
-    return this.view
+    o.byte(0x5d)
+    return o.take()
   }
 }
 
-/** A prediction in the response's member order (predict-schema.ts), written in place. */
-interface ReusedPrediction {
-  id: string
-  ctr: {
-    mean: number
-    raw_mean: number
-    std: number
-    quantiles: Record<string, number>
-    components: Array<{ weight: number; mu: number; sigma: number }>
-  }
-  sources: { image: Source; text: Source }
-}
+type CtrMember = Exclude<ResponseField, 'sources'>
+const CTR_MEMBERS = RESPONSE_FIELDS.filter((f): f is CtrMember => f !== 'sources')
+// The members' order (mean, raw_mean, std, quantiles) is the statistics block's column order, which
+// write() relies on; test/predict-json.test.ts compares every trimmed form with the full one.

@@ -22,7 +22,8 @@ export interface PredictBody {
   options?: { budget_ms?: number; miss_policy?: MissPolicy; fields?: ResponseField[] }
 }
 
-export type Source = 'l1' | 'l2' | 'computed' | 'oov' | 'absent'
+export const SOURCES = ['l1', 'l2', 'computed', 'oov', 'absent'] as const
+export type Source = (typeof SOURCES)[number]
 
 export interface CtrDistribution {
   mean: number

@@ -1,5 +1,5 @@
 import type { Manifest } from '../bundle/manifest.ts'
-import type { Source } from '../predict/types.ts'
+import { type Source, SOURCES } from '../predict/types.ts'
 
 // Messages between the request thread and a scorer thread. Input buffers travel by transfer (no
 // copy) and come back with the answer, to be reused by a later request.
@@ -28,7 +28,7 @@ export interface InputSet {
   readonly refs: Int32Array
 }
 
-export const SOURCE_CODES: readonly Source[] = ['l1', 'l2', 'computed', 'oov', 'absent']
+export const SOURCE_CODES: readonly Source[] = SOURCES
 
 export interface ScoreRequest {
   readonly id: number

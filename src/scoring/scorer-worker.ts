@@ -19,7 +19,6 @@ const stats = mixtureStatsOf(data.manifest)
 const json = new PredictionsJson(stats)
 const di = data.manifest.oov.image.dim
 const dt = data.manifest.oov.text.dim
-const utf8 = new TextEncoder()
 
 const slabs = data.slabs.map((b) => new Float32Array(b))
 // With the head split (manifest head.image_projection) and shared slabs: images go through their
@@ -77,7 +76,7 @@ async function handle(req: ScoreRequest): Promise<ScoreResponse> {
     image[i] = SOURCE_CODES[codes[i] as number] as Source
     text[i] = SOURCE_CODES[codes[n + i] as number] as Source
   }
-  const body = utf8.encode(json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields }))
+  const body = json.write(s, { ids: req.meta.ids, image, text, fields: req.meta.fields })
   return { id: req.id, ok: true, inputs: req.inputs, headMs: s.headMs, statsMs: s.statsMs + performance.now() - t, projected, json: body }
 }
 

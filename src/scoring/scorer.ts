@@ -12,10 +12,10 @@ export interface Scored extends ScoredRows {
 
 export interface ScoredJson {
   /**
-   * The response's `predictions` array as JSON; UTF-8 bytes when written in a scorer thread (they
-   * arrive by transfer: the request thread neither copies a string nor encodes it to send it).
+   * The response's `predictions` array as UTF-8 JSON (from a scorer thread they arrive by transfer:
+   * the request thread neither copies nor encodes them to send them).
    */
-  readonly json: string | Uint8Array
+  readonly json: Uint8Array
   readonly headMs: number
   readonly statsMs: number
 }
