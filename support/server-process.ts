@@ -3,6 +3,7 @@ import { resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { freePort } from './free-port.ts'
 import { BUNDLE_DIR } from './bundle.ts'
+import { DIST_SERVER, ensureBuilt } from './dist-build.ts'
 
 const REPO = resolve(import.meta.dirname, '..')
 
@@ -16,10 +17,11 @@ export interface ServerProcess {
   kill(signal: NodeJS.Signals): void
 }
 
-/** A real `node --import tsx src/server.ts` on a free loopback port, ready (GET /healthz 200). */
+/** A real `node dist/server.js` (built first when stale) on a free loopback port, ready (GET /healthz 200). */
 export async function startServerProcess(env: Record<string, string>, port?: number, nodeArgs: readonly string[] = []): Promise<ServerProcess> {
+  await ensureBuilt()
   const p = port ?? await freePort()
-  const child = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [...nodeArgs, DIST_SERVER], {
     cwd: REPO,
     env: { ...process.env, MODEL_DIR: BUNDLE_DIR, HOST: '127.0.0.1', PORT: String(p), LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

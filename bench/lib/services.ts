@@ -1,4 +1,5 @@
 import { createWriteStream, mkdirSync } from 'node:fs'
+import { DIST_SERVER, ensureBuilt } from '../../support/dist-build.ts'
 import { freePort } from '../../support/free-port.ts'
 import { type Child, httpOk, spawnChild, waitFor } from './children.ts'
 
@@ -43,12 +44,13 @@ export interface ServerOptions {
 }
 
 export async function startServer(name: string, o: ServerOptions): Promise<{ child: Child; base: string }> {
+  await ensureBuilt()
   const port = await freePort()
   const flags = o.cpuProfDir ? (mkdirSync(o.cpuProfDir, { recursive: true }), ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir]) : []
-  // As `./ctl start` and `npm start` launch it (README "Every core": the young generation's size);
+  // As `./ctl start` and `npm start` launch it: compiled, with README "Every core"'s young generation size;
   // BENCH_NODE_FLAGS adds V8/node flags for A/B runs (space-separated).
   const extra = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
-  const child = spawnChild(name, process.execPath, [...flags, ...extra, '--max-semi-space-size=32', '--import', 'tsx', 'src/server.ts'], {
+  const child = spawnChild(name, process.execPath, [...flags, ...extra, '--max-semi-space-size=32', DIST_SERVER], {
     env: { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MODEL_DIR: 'models/ctr-synth', ...o.env },
   })
   // BENCH_SERVER_LOG=<file>: the server's stdout and stderr appended there (e.g. with

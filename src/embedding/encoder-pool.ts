@@ -1,5 +1,6 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import { WorkerSlots } from '../workers/worker-slots.ts'
+import { startWorker } from '../workers/worker-entry.ts'
 import type { EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 
 type RequestBody =
@@ -16,8 +17,7 @@ export interface ImageUrlsResult {
   readonly fetchReasons: readonly string[]
 }
 
-const BOOTSTRAP_URL = new URL('./worker-bootstrap.mjs', import.meta.url)
-const ENTRY = new URL('./encoder-worker.ts', import.meta.url).href
+const ENTRY = new URL('./encoder-worker.ts', import.meta.url)
 
 export { respawnDelayMs } from '../workers/worker-slots.ts'
 
@@ -33,7 +33,7 @@ export class EncoderPool {
   constructor(private readonly data: EncoderWorkerData, size: number, log?: { warn(o: object, m: string): void }) {
     this.slots = new WorkerSlots({
       name: `${data.kind} encoder worker`, size, logFields: { kind: data.kind }, ...(log ? { log } : {}),
-      create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),
+      create: () => startWorker(ENTRY, data),
     })
   }
 

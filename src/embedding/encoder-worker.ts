@@ -1,11 +1,12 @@
 // Runs one encoder (image CNN or text LSTM) in a worker thread: onnxruntime-node's run() blocks
 // the thread it runs on, so encoders never share the event loop that answers requests.
-import { Worker, parentPort, workerData } from 'node:worker_threads'
+import { type Worker, parentPort, workerData } from 'node:worker_threads'
 import { createSession, float32, int64, releaseSession, runFloat32 } from '../onnx/ort-backend.ts'
 import type { EncoderControl, EncoderRequest, EncoderResponse, EncoderWorkerData } from './encoder-protocol.ts'
 import { loadTokenizer, type TitleTokenizer } from '../modalities/text/tokenizer.ts'
 import type { ImageLoading, LoaderReply, LoaderRequest } from './image-loader-protocol.ts'
 import { lowerThisThread } from '../util/thread-priority.ts'
+import { startWorker } from '../workers/worker-entry.ts'
 
 const data = workerData as EncoderWorkerData
 const port = parentPort
@@ -54,8 +55,7 @@ const loads = new Map<number, (r: LoaderReply) => void>()
 let nextLoad = 1
 
 function startLoader(loading: ImageLoading): { worker: Worker; ready: Promise<void> } {
-  const entry = new URL('./image-loader-worker.ts', import.meta.url).href
-  const w = new Worker(new URL('./worker-bootstrap.mjs', import.meta.url), { workerData: { entry, loading, nice: data.nice ?? 0 } })
+  const w = startWorker(new URL('./image-loader-worker.ts', import.meta.url), { loading, nice: data.nice ?? 0 })
   let started: () => void = () => undefined
   const ready = new Promise<void>((resolve) => { started = resolve })
   w.on('message', (r: LoaderReply | { ready: true }) => {

@@ -1,9 +1,10 @@
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { HeadBundle } from '../fusion/head.ts'
 import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
 import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
 import { WorkerSlots } from '../workers/worker-slots.ts'
+import { startWorker } from '../workers/worker-entry.ts'
 import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
 
 /** The shared slabs cached vectors live in, and whether image slots carry a projection (image-projections.ts). */
@@ -17,8 +18,7 @@ export interface SharedSlabs {
 /** What scorer threads need of a bundle. */
 export type ScorerBundle = HeadBundle & { readonly oov: { readonly image: Float32Array } }
 
-const BOOTSTRAP_URL = new URL('../embedding/worker-bootstrap.mjs', import.meta.url)
-const ENTRY = new URL('./scorer-worker.ts', import.meta.url).href
+const ENTRY = new URL('./scorer-worker.ts', import.meta.url)
 const SOURCE_INDEX = new Map(SOURCE_CODES.map((s, i) => [s, i]))
 
 /**
@@ -50,7 +50,7 @@ export class ScorerPool implements Scorer {
     }
     this.slots = new WorkerSlots<ScoreRequest, ScoreResponse>({
       name: 'scorer thread', size, ...(log ? { log } : {}),
-      create: () => new Worker(BOOTSTRAP_URL, { workerData: { ...data, entry: ENTRY } }),
+      create: () => startWorker(ENTRY, data),
       // Buffers come back with every reply, ok or not.
       onReply: (m) => this.release(m.inputs),
     })
