@@ -99,7 +99,7 @@ test('calibration interpolates, clamps at the ends and is monotone on the bundle
   }
 })
 
-test('the batch statistics of the hot path match the one-item reference (moments 1e-12, quantiles 1e-9)', async () => {
+test('the batch statistics of the hot path match the one-item reference (moments 1e-12, quantiles 1e-13)', async () => {
   const { mixtureStatsOf, RAW_MEAN, STD, FIRST_QUANTILE, MEAN } = await import('../src/mdn/batch-stats.ts')
   const stats = mixtureStatsOf(manifest)
   const r = rng(23)
@@ -121,10 +121,12 @@ test('the batch statistics of the hot path match the one-item reference (moments
     worst.moments = Math.max(worst.moments, Math.abs((out[o + RAW_MEAN] as number) - ref.mean), Math.abs((out[o + STD] as number) - ref.std))
     assert.equal(out[o + MEAN], calibrate(manifest.calibration, out[o + RAW_MEAN] as number))
     stats.quantileNames.forEach((name, j) => {
-      const p = mixtureQuantile(m, manifest.mdn.quantiles[name] as number)
+      // The reference bisects to 1e-14 in z; the hot path stops at a Halley step of 1e-9, which
+      // leaves it nearer than that (before a stopping bug was fixed it was off by up to 1e-10).
+      const p = mixtureQuantile(m, manifest.mdn.quantiles[name] as number, 1e-14)
       worst.quantiles = Math.max(worst.quantiles, Math.abs((out[o + FIRST_QUANTILE + j] as number) - p))
     })
   }
   assert.ok(worst.moments <= 1e-12, `worst moment |Δ| = ${worst.moments}`)
-  assert.ok(worst.quantiles <= 1e-9, `worst quantile |Δ| = ${worst.quantiles}`)
+  assert.ok(worst.quantiles <= 1e-13, `worst quantile |Δ| = ${worst.quantiles}`)
 })
