@@ -35,8 +35,19 @@ export type SnapshotRejection =
 /** A background embedding job saved with the snapshot (the queue's EmbedJob). */
 export interface SavedJob { readonly key: string; readonly modality: Modality; readonly input: string }
 
+/**
+ * A snapshot that parsed as a whole: its keys (least recently used first) and each one's vector,
+ * copied out of the file's bytes when asked for. The vectors are not copied up front: a caller
+ * that keeps them elsewhere (the L1's shared slabs) then holds the file and its kept copies at
+ * once, not a third copy as well (253 MiB for a full default L1).
+ */
+export interface SnapshotEntries {
+  readonly keys: readonly string[]
+  vector(i: number): Float32Array
+}
+
 export type SnapshotRead =
-  | { readonly ok: true; readonly entries: Array<[string, Float32Array]>; readonly jobs: SavedJob[] }
+  | { readonly ok: true; readonly entries: SnapshotEntries; readonly jobs: SavedJob[] }
   | { readonly ok: false; readonly rejection: SnapshotRejection; readonly reason: string }
 
 export interface SnapshotWritten { readonly entries: number; readonly bytes: number }
@@ -167,25 +178,33 @@ export async function readSnapshot(path: string, versions: EncoderVersions): Pro
 
   const count = body.readUInt32LE(at)
   at += 4
-  const entries: Array<[string, Float32Array]> = []
+  const keys: string[] = []
+  // Byte offset and float count of each entry's vector in the file.
+  const offsets = new Float64Array(count)
+  const dims = new Uint32Array(count)
   for (let i = 0; i < count; i++) {
     if (at + 4 > body.length) return reject('corrupt', `${path} entry ${i} overruns the file`)
     const keyLen = body.readUInt32LE(at)
     at += 4
     if (at + keyLen + 4 > body.length) return reject('corrupt', `${path} entry ${i} overruns the file`)
-    const key = body.toString('utf8', at, at + keyLen)
+    keys.push(body.toString('utf8', at, at + keyLen))
     at += keyLen
     const dim = body.readUInt32LE(at)
     at += 4
     if (at + dim * 4 > body.length) return reject('corrupt', `${path} entry ${i} overruns the file`)
-    // subarray of the file buffer is never a whole ArrayBuffer, so this copies: L1 must not pin the file.
-    const vector = bufferToVector(body.subarray(at, at + dim * 4), dim)
-    if (!vector) return reject('corrupt', `${path} entry ${i} has an empty vector`)
+    if (dim === 0) return reject('corrupt', `${path} entry ${i} has an empty vector`)
+    offsets[i] = at
+    dims[i] = dim
     at += dim * 4
-    entries.push([key, vector])
   }
   if (at !== body.length) return reject('corrupt', `${path} has ${body.length - at} bytes after its last entry`)
-  return { ok: true, entries, jobs }
+  const vector = (i: number): Float32Array => {
+    const from = offsets[i] as number
+    const dim = dims[i] as number
+    // subarray of the file buffer is never a whole ArrayBuffer, so this copies: L1 must not pin the file.
+    return bufferToVector(body.subarray(from, from + dim * 4), dim) as Float32Array
+  }
+  return { ok: true, entries: { keys, vector }, jobs }
 }
 
 function savedJobs(value: unknown): SavedJob[] | undefined {

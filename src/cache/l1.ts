@@ -108,9 +108,13 @@ export class L1Cache {
   async loadSnapshot(path: string, opts: { versions: EncoderVersions }): Promise<SnapshotLoad> {
     const read = await readSnapshot(path, opts.versions)
     if (!read.ok) return { loaded: false, rejection: read.rejection, reason: read.reason }
-    for (const [key, vector] of read.entries) this.#lru.set(key, this.#home ? this.#home.adopt(vector) : vector)
+    const { keys, vector } = read.entries
+    for (let i = 0; i < keys.length; i++) {
+      const v = vector(i)
+      this.#lru.set(keys[i] as string, this.#home ? this.#home.adopt(v) : v)
+    }
     // A job whose vector made it into the snapshot finished after all.
     const jobs = read.jobs.filter((j) => !this.#lru.has(j.key))
-    return { loaded: true, entries: read.entries.length, jobs }
+    return { loaded: true, entries: keys.length, jobs }
   }
 }
