@@ -89,6 +89,21 @@ export class PredictionsJson {
     for (let j = 0; j < values.length; j++) values[j] = rows[j] as number
     o.reset()
     o.numbers(values)
+    // Each member's key for this request (with a comma unless it is the first written), or
+    // undefined when trimmed away: the rows below then only write or pass over.
+    const keys: Array<Uint8Array | undefined> = []
+    let first = 1
+    for (const name of CTR_MEMBERS) {
+      if ((mask & BIT[name]) === 0) {
+        keys.push(undefined)
+        continue
+      }
+      keys.push(LIT.member[name][1 - first])
+      first = 0
+    }
+    const [meanKey, rawMeanKey, stdKey, quantilesKey, componentsKey] = keys
+    const sources = (mask & BIT.sources) !== 0
+    const q = this.quantileKeys.length
     o.byte(0x5b)
     for (let i = 0; i < s.n; i++) {
       const id = meta.ids[i] as string
@@ -97,47 +112,37 @@ export class PredictionsJson {
       o.raw(LIT.id)
       o.string(id)
       o.raw(LIT.ctr)
-        let first = 1
-      for (let f = 0; f < CTR_MEMBERS.length; f++) {
-        const name = CTR_MEMBERS[f] as CtrMember
-        const wanted = (mask & BIT[name]) !== 0
-        if (wanted) {
-          o.raw(LIT.member[name][1 - first] as Uint8Array)
-          first = 0
-        }
-        // The statistics' numbers come in column order (mean, raw_mean, std, quantiles), which is
-        // the members' order: each is written or passed over.
-        if (name === 'quantiles') {
-          for (let j = 0; j < this.quantileKeys.length; j++) {
-            if (!wanted) {
-              o.skipNumber()
-              continue
-            }
-            o.raw((this.quantileKeys[j] as readonly [Uint8Array, Uint8Array])[j === 0 ? 0 : 1])
-            o.nextNumber()
-          }
-          if (wanted) o.byte(0x7d)
-        } else if (name === 'components') {
-          if (!wanted) continue
-          o.byte(0x5b)
-          for (let c = i * k; c < (i + 1) * k; c++) {
-            o.raw(LIT.weight[c === i * k ? 0 : 1] as Uint8Array)
-            o.float32(pi[c] as number)
-            o.raw(LIT.mu)
-            o.float32(mu[c] as number)
-            o.raw(LIT.sigma)
-            o.float32(sigma[c] as number)
-            o.byte(0x7d)
-          }
-          o.byte(0x5d)
-        } else if (wanted) {
+      // The statistics' numbers come in column order (mean, raw_mean, std, quantiles), which is
+      // the members' order: each is written or passed over.
+      this.statistic(meanKey)
+      this.statistic(rawMeanKey)
+      this.statistic(stdKey)
+      if (quantilesKey) {
+        o.raw(quantilesKey)
+        for (let j = 0; j < q; j++) {
+          o.raw((this.quantileKeys[j] as readonly [Uint8Array, Uint8Array])[j === 0 ? 0 : 1])
           o.nextNumber()
-        } else {
-          o.skipNumber()
         }
+        o.byte(0x7d)
+      } else {
+        for (let j = 0; j < q; j++) o.skipNumber()
+      }
+      if (componentsKey) {
+        o.raw(componentsKey)
+        o.byte(0x5b)
+        for (let c = i * k; c < (i + 1) * k; c++) {
+          o.raw(LIT.weight[c === i * k ? 0 : 1] as Uint8Array)
+          o.float32(pi[c] as number)
+          o.raw(LIT.mu)
+          o.float32(mu[c] as number)
+          o.raw(LIT.sigma)
+          o.float32(sigma[c] as number)
+          o.byte(0x7d)
+        }
+        o.byte(0x5d)
       }
       o.raw(LIT.ctrEnd)
-      if (mask & BIT.sources) {
+      if (sources) {
         o.raw(LIT.sources)
         o.raw(SOURCE_BYTES.get(meta.image[i] as Source) as Uint8Array)
         o.raw(LIT.text)
@@ -149,6 +154,16 @@ export class PredictionsJson {
     }
     o.byte(0x5d)
     return o.take()
+  }
+
+  /** A single-number member (the next statistic) under its key, or passed over when trimmed. */
+  private statistic(key: Uint8Array | undefined): void {
+    if (key) {
+      this.out.raw(key)
+      this.out.nextNumber()
+    } else {
+      this.out.skipNumber()
+    }
   }
 }
 

@@ -33,8 +33,16 @@ export class JsonBytes {
   }
 
   raw(bytes: Uint8Array): void {
-    this.buf.set(bytes, this.pos)
-    this.pos += bytes.length
+    const n = bytes.length
+    // TypedArray.set's fixed cost is several times a short copy's (keys and punctuation are short).
+    if (n > 32) {
+      this.buf.set(bytes, this.pos)
+    } else {
+      const buf = this.buf
+      const at = this.pos
+      for (let i = 0; i < n; i++) buf[at + i] = bytes[i] as number
+    }
+    this.pos += n
   }
 
   byte(b: number): void {
@@ -233,12 +241,21 @@ function writeDecimal(buf: Uint8Array, pos: number, negative: boolean, m: number
   return pos
 }
 
-/** The integer v in exactly `width` digits (leading zeros kept). */
+/** "00" … "99" as ASCII pairs. */
+const PAIRS = Uint8Array.from({ length: 200 }, (_, i) => 0x30 + (i & 1 ? (i >> 1) % 10 : Math.floor((i >> 1) / 10)))
+
+/** The integer v in exactly `width` digits (leading zeros kept), two digits per division. */
 function writeInt(buf: Uint8Array, pos: number, v: number, width: number): number {
-  for (let i = width - 1; i >= 0; i--) {
-    const q = (v / 10) | 0
-    buf[pos + i] = 0x30 + (v - q * 10)
+  let i = pos + width
+  let left = width
+  while (left >= 2) {
+    const q = (v / 100) | 0
+    const r = (v - q * 100) << 1
+    buf[--i] = PAIRS[r + 1] as number
+    buf[--i] = PAIRS[r] as number
     v = q
+    left -= 2
   }
+  if (left === 1) buf[--i] = 0x30 + v
   return pos + width
 }
