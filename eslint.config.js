@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint'
 import globals from 'globals'
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', 'training/**', 'models/**', 'fixtures/**', 'bench/results/**', '.venv/**'] },
+  { ignores: ['node_modules/**', 'dist/**', 'training/**', 'models/**', 'fixtures/**', 'bench/results/**', 'bench/.scratch/**', '.venv/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   { languageOptions: { globals: globals.node } },
