@@ -1,7 +1,7 @@
 import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { spawnChild, stopAll, waitFor } from './lib/children.ts'
-import { type Measurement, measure } from './lib/measure.ts'
+import { join, resolve } from 'node:path'
+import { type Child, spawnChild, stopAll, waitFor } from './lib/children.ts'
+import { type Measurement, type Target, measure } from './lib/measure.ts'
 import { num, parseArgs, str } from './lib/args.ts'
 import { memory, threadCpu } from './lib/proc-stats.ts'
 import { type PredictBody, type PredictItem, itemVariant, loadSample } from './lib/sample.ts'
@@ -17,6 +17,12 @@ import { rng } from '../support/random.ts'
 // the request thread alone). Then 500 items per request at 50 req/s, and the server's RSS.
 //
 //   flock /work/locks/bench.lock npx tsx bench/hit-path.ts --label after --concurrency 2 --rates 200,400,800,1000
+//
+// A/B: `--against <checkout>` (another commit's tree with its node_modules, e.g. a git worktree)
+// runs its server beside this one and alternates their steps at every rate (a, b, then b, a; `--rounds`
+// pairs): the machine's speed drifts by up to 1.7× within minutes here, so only interleaved steps
+// compare. Points carry `side` ("a" this tree, "b" the other); the summary gives the median of each
+// side's steps and b/a.
 
 const WARM_ITEMS = 2000
 // A fixed origin port: image URLs (hence cache keys) stay the same from run to run, so the L1
@@ -25,6 +31,8 @@ const ORIGIN_PORT = 47311
 const SCRATCH = 'bench/.scratch'
 
 interface Point {
+  /** A/B runs (--against): "a" this tree's server, "b" the other checkout's. */
+  readonly side?: 'a' | 'b'
   readonly rate: number
   readonly items: number
   readonly throughput: number
@@ -97,6 +105,23 @@ function point(rate: number, itemsPerRequest: number, m: Measurement): Omit<Poin
   }
 }
 
+function median(xs: readonly number[]): number {
+  const v = [...xs].sort((x, y) => x - y)
+  return v.length === 0 ? Number.NaN : v.length % 2 === 1 ? v[v.length >> 1] as number : ((v[v.length / 2 - 1] as number) + (v[v.length / 2] as number)) / 2
+}
+
+/** Per rate and size: each side's median server CPU per request, p99 and throughput, and b/a of the CPU. */
+function abSummary(points: readonly Point[]): string[] {
+  const groups = new Map<string, Point[]>()
+  for (const p of points) groups.set(`${p.items}@${p.rate}`, [...(groups.get(`${p.items}@${p.rate}`) ?? []), p])
+  return [...groups].map(([key, ps]) => {
+    const of = (side: 'a' | 'b', f: (p: Point) => number): number => median(ps.filter((p) => p.side === side).map(f))
+    const cpu = { a: of('a', (p) => p.cpuMsPerRequest), b: of('b', (p) => p.cpuMsPerRequest) }
+    return `${key}: server CPU ms/req a ${cpu.a.toFixed(2)}, b ${cpu.b.toFixed(2)} (b/a ${(cpu.b / cpu.a).toFixed(3)}); ` +
+      `p99 ms a ${of('a', (p) => p.p99).toFixed(1)}, b ${of('b', (p) => p.p99).toFixed(1)}; done/s a ${of('a', (p) => p.throughput)}, b ${of('b', (p) => p.throughput)}`
+  })
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2))
   const label = str(args, 'label', 'run')
@@ -119,7 +144,7 @@ async function main(): Promise<void> {
   const snap = join(SCRATCH, 'l1-snapshot-hit-path.bin')
   const profDir = join(SCRATCH, `prof-${label}`)
   rmSync(profDir, { recursive: true, force: true })
-  const results: { label: string; startedAt: string; env: Record<string, string>; points: Point[]; rssMiB?: number; warm?: unknown; profile?: unknown } = { label, startedAt: new Date().toISOString(), env, points: [] }
+  const results: { label: string; startedAt: string; env: Record<string, string>; against?: string; points: Point[]; rssMiB?: number; rssMiBAgainst?: number; summary?: string[]; warm?: unknown; profile?: unknown } = { label, startedAt: new Date().toISOString(), env, ...(args.get('against') ? { against: args.get('against') } : {}), points: [] }
   try {
     if (!existsSync(snap)) {
       // Warm once through the server itself; it writes the snapshot on shutdown.
@@ -127,30 +152,47 @@ async function main(): Promise<void> {
       results.warm = await warmUntilL1(s.base, pool, undefined, { timeoutMs: 600_000 })
       await s.child.stop(60_000)
     }
-    const run = join(SCRATCH, `l1-${label}.bin`)
-    copyFileSync(snap, run)
-    const s = await startServer('hit-path', { env: { ...env, L1_SNAPSHOT_PATH: run }, ...(args.has('profile') ? { cpuProfDir: profDir } : {}) })
-    results.warm = await warmUntilL1(s.base, pool, undefined, { timeoutMs: 120_000 })
+    const against = args.get('against')
+    const sides = [{ side: 'a' as const, dir: undefined }, ...(against ? [{ side: 'b' as const, dir: against }] : [])]
+    const servers: Array<{ side: 'a' | 'b'; s: { child: Child; base: string }; target: Target }> = []
+    for (const { side, dir } of sides) {
+      const run = join(SCRATCH, `l1-${label}-${side}.bin`)
+      copyFileSync(snap, run)
+      const s = await startServer(`hit-path-${side}`, { env: { ...env, L1_SNAPSHOT_PATH: resolve(run) }, ...(dir ? { dir } : {}), ...(args.has('profile') && side === 'a' ? { cpuProfDir: profDir } : {}) })
+      results.warm = await warmUntilL1(s.base, pool, undefined, { timeoutMs: 120_000 })
+      servers.push({ side, s, target: { kind: 'ctrserve' as const, base: s.base, pid: s.child.pid } })
+    }
     const w100 = join(SCRATCH, 'hit-path-100.jsonl')
     const w500 = join(SCRATCH, 'hit-path-500.jsonl')
     workload(w100, pool, 100, 2000, 11)
     workload(w500, pool, 500, 400, 13)
-    const target = { kind: 'ctrserve' as const, base: s.base, pid: s.child.pid }
     const load = (rate: number, durationS: number) => ({ mode: 'open' as const, rate, durationS, connections: 64, sampleEvery: 50, timeoutMs: 5000 })
     // Warm-up pass (JIT, buffers), not recorded.
-    await measure(target, `${s.base}/predict`, w100, load(100, 3), [])
-    for (const rate of rates) {
-      const p = await step(s.child.pid, rate, 100, () => measure(target, `${s.base}/predict`, w100, load(rate, stepS), []))
-      results.points.push(p)
-      process.stdout.write(`${JSON.stringify(p)}\n`)
-      // Past saturation every further step only measures timeouts.
-      if (p.errors > 0.01 * rate * stepS) break
+    for (const { target } of servers) await measure(target, `${target.base}/predict`, w100, load(100, 3), [])
+    const rounds = against ? num(args, 'rounds', 2) : 1
+    /** Each server's steps at one rate and size, alternating a, b, then b, a. */
+    const stepAll = async (rate: number, items: number, bodies: string): Promise<Point[]> => {
+      const done: Point[] = []
+      for (let r = 0; r < rounds; r++) {
+        for (const { side, target } of r % 2 === 0 ? servers : [...servers].reverse()) {
+          const p = await step(target.pid, rate, items, () => measure(target, `${target.base}/predict`, bodies, load(rate, stepS), []))
+          const point = against ? { side, ...p } : p
+          done.push(point)
+          results.points.push(point)
+          process.stdout.write(`${JSON.stringify(point)}\n`)
+        }
+      }
+      return done
     }
-    const p500 = await step(s.child.pid, 50, 500, () => measure(target, `${s.base}/predict`, w500, load(50, stepS), []))
-    results.points.push(p500)
-    process.stdout.write(`${JSON.stringify(p500)}\n`)
-    results.rssMiB = memory(s.child.pid)?.rssMiB
-    await s.child.stop(30_000)
+    for (const rate of rates) {
+      const done = await stepAll(rate, 100, w100)
+      // Past saturation every further step only measures timeouts.
+      if (done.every((p) => p.errors > 0.01 * rate * stepS)) break
+    }
+    await stepAll(50, 500, w500)
+    results.rssMiB = memory(servers[0]?.s.child.pid ?? 0)?.rssMiB
+    if (against) results.rssMiBAgainst = memory(servers[1]?.s.child.pid ?? 0)?.rssMiB
+    for (const { s } of servers) await s.child.stop(30_000)
     const prof = existsSync(profDir) ? latestProfile(profDir) : undefined
     if (prof) results.profile = summarizeProfile(prof, 25)
   } finally {
@@ -159,10 +201,12 @@ async function main(): Promise<void> {
   mkdirSync('bench/results', { recursive: true })
   const out = join('bench/results', `hit-path-${label}`)
   writeFileSync(`${out}.json`, `${JSON.stringify(results, null, 2)}\n`)
-  const rows = results.points.map((p) => `| ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} ${JSON.stringify(p.statusCounts)} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
+  if (results.against) results.summary = abSummary(results.points)
+  const rows = results.points.map((p) => `| ${p.side ?? ''} | ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} ${JSON.stringify(p.statusCounts)} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
   writeFileSync(`${out}.md`, [`# Hit path: ${label} (${results.startedAt})`, '', `env: \`${JSON.stringify(env)}\`, RSS at end ${results.rssMiB} MiB`, '',
-    '| items | rate | done/s | p50 ms | p99 ms | errors (statuses) | server CPU ms/req | main-thread CPU ms/req | driver cores | other cores | load avg |',
-    '|---|---|---|---|---|---|---|---|---|---|---|', ...rows, ''].join('\n'))
+    ...(results.against ? [`b = ${results.against}; medians of each side's steps:`, '', ...(results.summary ?? []).map((l) => `- ${l}`), ''] : []),
+    '| side | items | rate | done/s | p50 ms | p99 ms | errors (statuses) | server CPU ms/req | main-thread CPU ms/req | driver cores | other cores | load avg |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|', ...rows, ''].join('\n'))
   process.stdout.write(`wrote ${out}.json and .md\n`)
 }
 

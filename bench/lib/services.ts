@@ -1,4 +1,6 @@
-import { createWriteStream, mkdirSync } from 'node:fs'
+import { execFileSync } from 'node:child_process'
+import { createWriteStream, existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
 import { DIST_SERVER, ensureBuilt } from '../../support/dist-build.ts'
 import { freePort } from '../../support/free-port.ts'
 import { type Child, httpOk, spawnChild, waitFor } from './children.ts'
@@ -41,17 +43,34 @@ export interface ServerOptions {
   readonly env: Record<string, string>
   /** Write a V8 CPU profile of the server into this folder on exit. */
   readonly cpuProfDir?: string
+  /**
+   * Another checkout (of an earlier commit, with its node_modules) to run the server from, for A/B
+   * runs: compiled there when it has tsconfig.build.json, else its sources through tsx, as it ran then.
+   */
+  readonly dir?: string
+}
+
+/** The server's entry, built first: this tree's dist/, or another checkout's as it starts its server. */
+async function serverEntry(dir: string | undefined): Promise<string[]> {
+  if (dir === undefined) {
+    await ensureBuilt()
+    return [DIST_SERVER]
+  }
+  if (!existsSync(join(dir, 'tsconfig.build.json'))) return ['--import', 'tsx', 'src/server.ts']
+  execFileSync(process.execPath, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' })
+  return ['dist/server.js']
 }
 
 export async function startServer(name: string, o: ServerOptions): Promise<{ child: Child; base: string }> {
-  await ensureBuilt()
+  const entry = await serverEntry(o.dir)
   const port = await freePort()
   const flags = o.cpuProfDir ? (mkdirSync(o.cpuProfDir, { recursive: true }), ['--cpu-prof', '--cpu-prof-dir', o.cpuProfDir]) : []
   // As `./ctl start` and `npm start` launch it: compiled, with README "Every core"'s young generation size;
   // BENCH_NODE_FLAGS adds V8/node flags for A/B runs (space-separated).
   const extra = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)
-  const child = spawnChild(name, process.execPath, [...flags, ...extra, '--max-semi-space-size=32', DIST_SERVER], {
+  const child = spawnChild(name, process.execPath, [...flags, ...extra, '--max-semi-space-size=32', ...entry], {
     env: { HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'warn', MODEL_DIR: 'models/ctr-synth', ...o.env },
+    ...(o.dir ? { cwd: o.dir } : {}),
   })
   // BENCH_SERVER_LOG=<file>: the server's stdout and stderr appended there (e.g. with
   // BENCH_NODE_FLAGS=--trace-gc, to see the pauses behind late answers).
