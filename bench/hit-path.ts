@@ -118,7 +118,7 @@ function abSummary(points: readonly Point[]): string[] {
     const of = (side: 'a' | 'b', f: (p: Point) => number): number => median(ps.filter((p) => p.side === side).map(f))
     const cpu = { a: of('a', (p) => p.cpuMsPerRequest), b: of('b', (p) => p.cpuMsPerRequest) }
     return `${key}: server CPU ms/req a ${cpu.a.toFixed(2)}, b ${cpu.b.toFixed(2)} (b/a ${(cpu.b / cpu.a).toFixed(3)}); ` +
-      `p99 ms a ${of('a', (p) => p.p99).toFixed(1)}, b ${of('b', (p) => p.p99).toFixed(1)}; done/s a ${of('a', (p) => p.throughput)}, b ${of('b', (p) => p.throughput)}`
+      `p99 ms a ${of('a', (p) => p.p99).toFixed(1)}, b ${of('b', (p) => p.p99).toFixed(1)}; done/s a ${of('a', (p) => p.throughput).toFixed(1)}, b ${of('b', (p) => p.throughput).toFixed(1)}`
   })
 }
 
