@@ -200,8 +200,8 @@ async function main(): Promise<void> {
   }
   mkdirSync('bench/results', { recursive: true })
   const out = join('bench/results', `hit-path-${label}`)
-  writeFileSync(`${out}.json`, `${JSON.stringify(results, null, 2)}\n`)
   if (results.against) results.summary = abSummary(results.points)
+  writeFileSync(`${out}.json`, `${JSON.stringify(results, null, 2)}\n`)
   const rows = results.points.map((p) => `| ${p.side ?? ''} | ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} ${JSON.stringify(p.statusCounts)} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
   writeFileSync(`${out}.md`, [`# Hit path: ${label} (${results.startedAt})`, '', `env: \`${JSON.stringify(env)}\`, RSS at end ${results.rssMiB} MiB`, '',
     ...(results.against ? [`b = ${results.against}; medians of each side's steps:`, '', ...(results.summary ?? []).map((l) => `- ${l}`), ''] : []),
