@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { JsonBytes, float32Digits } from '../src/util/json-bytes.ts'
+import { JsonBytes, float32Digits, float32Number } from '../src/util/json-bytes.ts'
 import { rng } from '../support/random.ts'
 
 // The byte writer behind the /predict response (src/util/json-bytes.ts): strings and doubles as
@@ -33,6 +33,8 @@ test('a float32 is written as the shortest decimal that reads back as the same f
   for (const x of values) {
     const s = text((w) => w.float32(x))
     const back = Number(s)
+    // The object form's number is the wire form's, bit for bit (-0 aside: JSON writes it as 0).
+    assert.ok(Object.is(float32Number(x), back) || (x === 0 && float32Number(x) === 0), `float32Number(${x}) = ${float32Number(x)}, the text reads ${back}`)
     assert.equal(Math.fround(back), x, `${x} written as ${s} reads back as another float32`)
     // Canonical notation: what Number::toString (hence JSON.stringify) writes for that decimal.
     assert.equal(String(back), s, `${x}: ${s} is not in JSON.stringify's notation`)
