@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DIST_SERVER, ensureBuilt } from '../support/dist-build.ts'
@@ -9,16 +9,16 @@ import { rng } from '../support/random.ts'
 import { WebSocket } from 'undici'
 import { parseArgs } from './lib/args.ts'
 import { type Child, httpOk, sleep, spawnChild, waitFor } from './lib/children.ts'
+import { memory } from './lib/proc-stats.ts'
 
 // Total RSS of the server process with the default configuration and a full L1 (issue 11 target:
 // ≤ 1 GiB). An L1 snapshot holding as many vectors as the default L1_MAX_BYTES takes (random
 // vectors under the app's own cache keys, written by the L1's own snapshot writer) is loaded by a
 // real server process, started as `./ctl start` starts it; 200 requests of 100 of its items are then
 // served over HTTP, all from L1. RSS is read from /proc/<pid>/status before and after them, each
-// time as it is and after a full GC of the request thread: loading the snapshot leaves up to ~500 MB of
-// garbage (the file's buffer, then each vector's copy before the slabs adopt it) that V8 collects
-// when it gets to it (measured at ready: 1127 MiB as is, 794 after the GC), so the as-is figures
-// say more about GC timing than about the server. The GC is asked for through the inspector,
+// time as it is and after a full GC of the request thread: loading the snapshot leaves the file's
+// buffer (253 MB) as garbage that V8 collects when it gets to it, so the as-is figures say partly
+// when GC ran (session 9: 872 MiB at the peak, 598 after the requests, 580 after the GC). The GC is asked for through the inspector,
 // opened by SIGUSR1 on the port of --inspect-port (no --inspect at start).
 //
 //   npx tsx bench/l1-full-rss.ts          compiled (dist/server.js)   → bench/results/l1-full-rss.json
@@ -52,15 +52,11 @@ async function writeFullSnapshot(path: string): Promise<Filled> {
 const imageUrl = (i: number): string => `https://img.example/${i}.jpg`
 const title = (i: number): string => `title ${i}`
 
-/** Resident memory of a process (all its threads), MiB. */
-function memoryOf(pid: number): { rssMiB: number; rssAnonMiB: number; rssFileMiB: number; peakMiB: number; threads: number } {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (name: string): number => {
-    const v = new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]
-    if (v === undefined) throw new Error(`/proc/${pid}/status has no ${name}`)
-    return Math.round(Number(v) / 102.4) / 10
-  }
-  return { rssMiB: kb('VmRSS'), rssAnonMiB: kb('RssAnon'), rssFileMiB: kb('RssFile'), peakMiB: kb('VmHWM'), threads: readdirSync(`/proc/${pid}/task`).length }
+/** Resident memory of the server (all its threads), MiB, and its thread count. */
+function memoryOf(pid: number): NonNullable<ReturnType<typeof memory>> & { threads: number } {
+  const m = memory(pid)
+  if (!m) throw new Error(`no /proc/${pid}/status: the server is gone`)
+  return { ...m, threads: readdirSync(`/proc/${pid}/task`).length }
 }
 
 /** A full GC of the server's main thread (HeapProfiler.collectGarbage), through the inspector SIGUSR1 opens. */

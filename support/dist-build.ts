@@ -52,11 +52,14 @@ async function withLock<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** `npm run build` (tsc -p tsconfig.build.json); rejects with tsc's messages when it fails. */
-async function build(): Promise<void> {
-  const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc')
+/**
+ * `npm run build` (tsc -p tsconfig.build.json) in `dir` (this checkout, or another one for A/B
+ * benches); rejects with tsc's messages when it fails.
+ */
+export async function buildDist(dir = REPO): Promise<void> {
+  const tsc = join(dir, 'node_modules', 'typescript', 'bin', 'tsc')
   try {
-    await promisify(execFile)(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: REPO, maxBuffer: 16 << 20 })
+    await promisify(execFile)(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: dir, maxBuffer: 16 << 20 })
   } catch (err) {
     const { stdout, stderr } = err as { stdout?: string; stderr?: string }
     throw new Error(`npm run build failed (fix the errors below, or run it by hand):\n${stdout ?? ''}${stderr ?? ''}`)
@@ -67,7 +70,7 @@ let once: Promise<void> | undefined
 
 /** Builds dist/ when it is stale; once per process, and one build at a time across processes. */
 export function ensureBuilt(): Promise<void> {
-  once ??= distIsStale() ? withLock(async () => { if (distIsStale()) await build() }) : Promise.resolve()
+  once ??= distIsStale() ? withLock(async () => { if (distIsStale()) await buildDist() }) : Promise.resolve()
   // A failed build is tried again by the next caller (the sources may have been fixed since).
   once.catch(() => { once = undefined })
   return once

@@ -28,11 +28,11 @@ export function cpuSample(pid: number): CpuSample | undefined {
 }
 
 /** Resident set size and its peak (VmHWM), in MiB. */
-export function memory(pid: number): { rssMiB: number; peakMiB: number } | undefined {
+export function memory(pid: number): { rssMiB: number; rssAnonMiB: number; rssFileMiB: number; peakMiB: number } | undefined {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-    const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN)
-    return { rssMiB: Math.round(kb('VmRSS') / 102.4) / 10, peakMiB: Math.round(kb('VmHWM') / 102.4) / 10 }
+    const mib = (name: string): number => Math.round(Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN) / 102.4) / 10
+    return { rssMiB: mib('VmRSS'), rssAnonMiB: mib('RssAnon'), rssFileMiB: mib('RssFile'), peakMiB: mib('VmHWM') }
   } catch {
     return undefined
   }

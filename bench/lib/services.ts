@@ -1,7 +1,6 @@
-import { execFileSync } from 'node:child_process'
 import { createWriteStream, existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { DIST_SERVER, ensureBuilt } from '../../support/dist-build.ts'
+import { DIST_SERVER, buildDist, ensureBuilt } from '../../support/dist-build.ts'
 import { freePort } from '../../support/free-port.ts'
 import { type Child, httpOk, spawnChild, waitFor } from './children.ts'
 
@@ -57,7 +56,7 @@ async function serverEntry(dir: string | undefined): Promise<string[]> {
     return [DIST_SERVER]
   }
   if (!existsSync(join(dir, 'tsconfig.build.json'))) return ['--import', 'tsx', 'src/server.ts']
-  execFileSync(process.execPath, [join(dir, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: dir, stdio: 'inherit' })
+  await buildDist(dir)
   return ['dist/server.js']
 }
 
