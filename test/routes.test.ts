@@ -50,18 +50,26 @@ test('health, readiness, model description, metrics and OpenAPI', async (t) => {
 
 test('concurrent requests of different sizes get the answers they get alone (shared head buffers)', async (t) => {
   const app = await build(t)
+  // A budget no queue on a slow machine reaches: this test is about the answers, not load shedding.
+  const options = { budget_ms: 10_000 }
   const bodies = [1, 7, 3, 12, 2].map((n, j) => ({
+    options,
     context: { categorical: { device: j % 2 ? 'mobile' : 'desktop' }, numeric: { hour: j * 3 } },
     items: Array.from({ length: n }, (_, i) => ({ id: `r${j}-${i}`, categorical: { publisher: `p${i + j}` }, numeric: { age_hours: i + 0.5 } })),
   }))
   const alone: PredictResult[] = []
-  for (const b of bodies) alone.push((await app.inject({ method: 'POST', url: '/predict', payload: b })).json<PredictResult>())
+  for (const b of bodies) {
+    const res = await app.inject({ method: 'POST', url: '/predict', payload: b })
+    assert.equal(res.statusCode, 200, res.body)
+    alone.push(res.json<PredictResult>())
+  }
   // Passes the schema, fails in the head's fill (publisher is single-valued): must not disturb the others.
-  const bad = { items: [{ id: 'bad', categorical: { publisher: ['a', 'b'] } }] }
+  const bad = { options, items: [{ id: 'bad', categorical: { publisher: ['a', 'b'] } }] }
   const together = await Promise.all([...bodies, bad, ...bodies].map((b) => app.inject({ method: 'POST', url: '/predict', payload: b })))
   assert.equal(together[bodies.length]!.statusCode, 400)
   together.filter((_, i) => i !== bodies.length).forEach((res, i) => {
     const want = alone[i % bodies.length]!
+    assert.equal(res.statusCode, 200, res.body)
     const got = res.json<PredictResult>()
     assert.deepEqual(got.predictions.map((p) => p.ctr), want.predictions.map((p) => p.ctr))
   })

@@ -3,6 +3,7 @@ import type { HeadBundle } from '../fusion/head.ts'
 import { ALL_FIELDS, type RowMeta } from '../predict/predictions-json.ts'
 import type { Source } from '../predict/types.ts'
 import type { Scored, ScoredJson, Scorer, ScorerInputs } from './scorer.ts'
+import { CallCost } from './call-cost.ts'
 import { WorkerSlots } from '../workers/worker-slots.ts'
 import { startWorker } from '../workers/worker-entry.ts'
 import { type InputSet, SOURCE_CODES, type ScoreRequest, type ScoreResponse, type ScorerWorkerData, allocateInputs, inputBuffers } from './scorer-protocol.ts'
@@ -31,9 +32,10 @@ export class ScorerPool implements Scorer {
   private readonly slots: WorkerSlots<ScoreRequest, ScoreResponse>
   private readonly free: InputSet[] = []
   private closed = false
-  /** Moving average of a row's time in a scorer thread (head + statistics + JSON), ms. */
-  private msPerRow = 0
-  /** Rows of the calls sent and not answered yet, over every thread. */
+  /** A call's time in a scorer thread (head + statistics + JSON): fixed part + part per row. */
+  private readonly cost = new CallCost()
+  /** Calls sent and not answered yet, and their rows, over every thread. */
+  private queuedCalls = 0
   private queuedRows = 0
   /** Image rows projected by the scorer threads so far (split head): each cached image once, plus rows not in a slab. */
   projectedImages = 0
@@ -69,10 +71,10 @@ export class ScorerPool implements Scorer {
    * What a call made now would wait before its thread starts on it. The request thread outpaces a
    * busy scorer thread (its share is the smaller), so an overload queues here, where event-loop
    * delay does not see it: the predict service refuses a request that would wait past its budget.
-   * Counted in rows, so a few 500-item requests weigh what they cost.
+   * Counted in calls and rows, so a few 500-item requests weigh what they cost and so do many small ones.
    */
   backlogMs(): number {
-    return (this.queuedRows / this.slots.size) * this.msPerRow
+    return this.queuedCalls === 0 ? 0 : this.cost.estimateMs(this.queuedCalls, this.queuedRows) / this.slots.size
   }
 
   /** The running scorer threads (tests kill one). */
@@ -113,17 +115,18 @@ export class ScorerPool implements Scorer {
       return Promise.reject(err)
     }
     const req = { n, inputs, ...(meta ? { meta: { ids: meta.ids, sources: sourceCodes(meta), fields: meta.fields ?? ALL_FIELDS } } : {}) }
+    this.queuedCalls++
     this.queuedRows += n
     return this.slots.call(req, inputBuffers(inputs)).then(
       (r) => {
+        this.queuedCalls--
         this.queuedRows -= n
         this.projectedImages += r.projected
         if (r.projected > 0) this.onProjected?.(r.projected)
-        const perRow = (r.headMs + r.statsMs) / n
-        this.msPerRow = this.msPerRow === 0 ? perRow : 0.9 * this.msPerRow + 0.1 * perRow
+        this.cost.observe(n, r.headMs + r.statsMs)
         return r
       },
-      (err: unknown) => { this.queuedRows -= n; throw err },
+      (err: unknown) => { this.queuedCalls--; this.queuedRows -= n; throw err },
     )
   }
 
