@@ -122,10 +122,17 @@ test('a queue behind the scorer thread past the budget is shed with 503 OVERLOAD
   assert.equal((JSON.parse(shed.body) as { code: string }).code, 'CTR_ERR_OVERLOADED')
   assert.equal(shed.headers['retry-after'], '1')
   assert.match((await app.inject({ url: '/metrics' })).body, /ctrserve_shed_requests_total\{reason="scorer_backlog"\} 1\n/)
-  // Once the queue drained, the same request is answered.
+  // Once the queue drained, the same request is answered. Filling 20 000 rows just blocked this
+  // thread, so event-loop-delay shedding may turn it away for up to a second more (CI, on a busy
+  // machine): retried while that is the reason, and the scorer-backlog count stays at one.
   await Promise.all(queued)
   assert.equal(pool.backlogMs(), 0)
-  assert.equal((await app.inject({ method: 'POST', url: '/predict', payload: { items, options: { budget_ms: 1000 } } })).statusCode, 200)
+  const again = await waitFor(async () => {
+    const r = await app.inject({ method: 'POST', url: '/predict', payload: { items, options: { budget_ms: 1000 } } })
+    return r.statusCode === 503 ? undefined : r
+  })
+  assert.equal(again.statusCode, 200, again.body)
+  assert.match((await app.inject({ url: '/metrics' })).body, /ctrserve_shed_requests_total\{reason="scorer_backlog"\} 1\n/)
 })
 
 test("a scorer thread serves calls one at a time, in order, and reports each call's own time, not its wait", async (t) => {
