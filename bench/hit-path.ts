@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path'
 import { type Child, spawnChild, stopAll, waitFor } from './lib/children.ts'
 import { type Measurement, type Target, measure } from './lib/measure.ts'
 import { num, parseArgs, str } from './lib/args.ts'
+import { diff, scrape, sumBy } from './lib/metrics.ts'
 import { memory, threadCpu } from './lib/proc-stats.ts'
 import { type PredictBody, type PredictItem, itemVariant, loadSample } from './lib/sample.ts'
 import { startServer } from './lib/services.ts'
@@ -29,12 +30,16 @@ const WARM_ITEMS = 2000
 // snapshot of an earlier run holds every item.
 const ORIGIN_PORT = 47311
 const SCRATCH = 'bench/.scratch'
+const MIXED_SIZES = [1, 2, 3, 5, 8, 12, 20, 30, 50, 100, 200, 300] as const
 
 interface Point {
   /** A/B runs (--against): "a" this tree's server, "b" the other checkout's. */
   readonly side?: 'a' | 'b'
   readonly rate: number
+  /** Items per request (the mean, rounded, in the mixed step). */
   readonly items: number
+  /** The mixed step's request sizes, taken in turn. */
+  readonly sizes?: readonly number[]
   readonly throughput: number
   readonly p50: number
   readonly p99: number
@@ -50,6 +55,8 @@ interface Point {
   readonly threads: Record<string, number>
   /** Answers by HTTP status (503 = shed) and driver-side failures (timeouts). */
   readonly statusCounts: Record<string, number>
+  /** The server's sheds in the step by reason (ctrserve_shed_requests_total: eventLoopDelay, scorer_backlog). */
+  readonly shedByReason: Record<string, number>
   /** Requests that failed or answered 2xx more than 200 ms after their due time, as a share of those sent. */
   readonly lateOrFailedShare: number
 }
@@ -77,24 +84,29 @@ function items(originBase: string): PredictItem[] {
   return out
 }
 
-function workload(file: string, pool: readonly PredictItem[], perRequest: number, requests: number, seed: number): void {
+/** Items per request: one size, or sizes taken in turn (the mixed step). */
+function workload(file: string, pool: readonly PredictItem[], perRequest: number | readonly number[], requests: number, seed: number): void {
   const rand = rng(seed)
   const next = zipfSampler(pool.length, 1.0, rand)
   const contexts = loadSample().contexts
   const bodies: PredictBody[] = []
   for (let r = 0; r < requests; r++) {
-    const its = Array.from({ length: perRequest }, () => pool[next()] as PredictItem)
+    const length = typeof perRequest === 'number' ? perRequest : perRequest[r % perRequest.length] as number
+    const its = Array.from({ length }, () => pool[next()] as PredictItem)
     bodies.push({ context: contexts[r % contexts.length], items: its })
   }
   writeBodies(file, bodies)
 }
 
-async function step(pid: number, rate: number, itemsPerRequest: number, run: () => Promise<Measurement>): Promise<Point> {
-  const { m, perThread } = await withThreads(pid, run)
-  return { ...point(rate, itemsPerRequest, m), threads: perThread(m.driver.throughput * m.load.durationS) }
+async function step(target: { pid: number; base: string }, rate: number, itemsPerRequest: number, run: () => Promise<Measurement>): Promise<Point> {
+  const before = await scrape(target.base)
+  const { m, perThread } = await withThreads(target.pid, run)
+  const shed = sumBy(diff(before, await scrape(target.base)), 'ctrserve_shed_requests_total', 'reason')
+  const shedByReason = Object.fromEntries(Object.entries(shed).filter(([, n]) => n > 0))
+  return { ...point(rate, itemsPerRequest, m), shedByReason, threads: perThread(m.driver.throughput * m.load.durationS) }
 }
 
-function point(rate: number, itemsPerRequest: number, m: Measurement): Omit<Point, 'threads'> {
+function point(rate: number, itemsPerRequest: number, m: Measurement): Omit<Point, 'threads' | 'shedByReason'> {
   const d = m.driver
   const per = (cores: number | undefined): number => Math.round(((cores ?? Number.NaN) * 1000 / Math.max(1, d.throughput)) * 1000) / 1000
   return {
@@ -171,12 +183,12 @@ async function main(): Promise<void> {
     for (const { target } of servers) await measure(target, `${target.base}/predict`, w100, load(100, 3), [])
     const rounds = against ? num(args, 'rounds', 2) : 1
     /** Each server's steps at one rate and size, alternating a, b, then b, a. */
-    const stepAll = async (rate: number, items: number, bodies: string): Promise<Point[]> => {
+    const stepAll = async (rate: number, items: number, bodies: string, sizes?: readonly number[]): Promise<Point[]> => {
       const done: Point[] = []
       for (let r = 0; r < rounds; r++) {
         for (const { side, target } of r % 2 === 0 ? servers : [...servers].reverse()) {
-          const p = await step(target.pid, rate, items, () => measure(target, `${target.base}/predict`, bodies, load(rate, stepS), []))
-          const point = against ? { side, ...p } : p
+          const p = await step({ pid: target.pid, base: target.base }, rate, items, () => measure(target, `${target.base}/predict`, bodies, load(rate, stepS), []))
+          const point = { ...(against ? { side } : {}), ...p, ...(sizes ? { sizes } : {}) }
           done.push(point)
           results.points.push(point)
           process.stdout.write(`${JSON.stringify(point)}\n`)
@@ -190,6 +202,15 @@ async function main(): Promise<void> {
       if (done.every((p) => p.errors > 0.01 * rate * stepS)) break
     }
     await stepAll(50, 500, w500)
+    // Request sizes mixed (--mixed-rate N req/s; 0 skips): the scorer's cost has a fixed part per
+    // call, which a queue of small requests shows (src/scoring/call-cost.ts).
+    const mixedRate = num(args, 'mixed-rate', 0)
+    if (mixedRate > 0) {
+      const wMixed = join(SCRATCH, 'hit-path-mixed.jsonl')
+      workload(wMixed, pool, MIXED_SIZES, 2000, 17)
+      const mean = Math.round(MIXED_SIZES.reduce((a, b) => a + b, 0) / MIXED_SIZES.length)
+      await stepAll(mixedRate, mean, wMixed, MIXED_SIZES)
+    }
     results.rssMiB = memory(servers[0]?.s.child.pid ?? 0)?.rssMiB
     if (against) results.rssMiBAgainst = memory(servers[1]?.s.child.pid ?? 0)?.rssMiB
     for (const { s } of servers) await s.child.stop(30_000)
@@ -202,10 +223,10 @@ async function main(): Promise<void> {
   const out = join('bench/results', `hit-path-${label}`)
   if (results.against) results.summary = abSummary(results.points)
   writeFileSync(`${out}.json`, `${JSON.stringify(results, null, 2)}\n`)
-  const rows = results.points.map((p) => `| ${p.side ?? ''} | ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} ${JSON.stringify(p.statusCounts)} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
+  const rows = results.points.map((p) => `| ${p.side ?? ''} | ${p.items} | ${p.rate} | ${p.throughput} | ${p.p50} | ${p.p99} | ${p.errors} ${JSON.stringify(p.statusCounts)} ${JSON.stringify(p.shedByReason)} | ${p.cpuMsPerRequest} | ${p.mainCpuMsPerRequest} | ${p.driverCores} | ${p.otherCores} | ${p.loadAverage} |`)
   writeFileSync(`${out}.md`, [`# Hit path: ${label} (${results.startedAt})`, '', `env: \`${JSON.stringify(env)}\`, RSS at end ${results.rssMiB} MiB`, '',
     ...(results.against ? [`b = ${results.against}; medians of each side's steps:`, '', ...(results.summary ?? []).map((l) => `- ${l}`), ''] : []),
-    '| side | items | rate | done/s | p50 ms | p99 ms | errors (statuses) | server CPU ms/req | main-thread CPU ms/req | driver cores | other cores | load avg |',
+    '| side | items | rate | done/s | p50 ms | p99 ms | errors (statuses) (shed by reason) | server CPU ms/req | main-thread CPU ms/req | driver cores | other cores | load avg |',
     '|---|---|---|---|---|---|---|---|---|---|---|---|', ...rows, ''].join('\n'))
   process.stdout.write(`wrote ${out}.json and .md\n`)
 }
