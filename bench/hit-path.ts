@@ -98,7 +98,7 @@ function workload(file: string, pool: readonly PredictItem[], perRequest: number
   writeBodies(file, bodies)
 }
 
-async function step(target: { pid: number; base: string }, rate: number, itemsPerRequest: number, run: () => Promise<Measurement>): Promise<Point> {
+async function step(target: Target, rate: number, itemsPerRequest: number, run: () => Promise<Measurement>): Promise<Point> {
   const before = await scrape(target.base)
   const { m, perThread } = await withThreads(target.pid, run)
   const shed = sumBy(diff(before, await scrape(target.base)), 'ctrserve_shed_requests_total', 'reason')
@@ -187,7 +187,7 @@ async function main(): Promise<void> {
       const done: Point[] = []
       for (let r = 0; r < rounds; r++) {
         for (const { side, target } of r % 2 === 0 ? servers : [...servers].reverse()) {
-          const p = await step({ pid: target.pid, base: target.base }, rate, items, () => measure(target, `${target.base}/predict`, bodies, load(rate, stepS), []))
+          const p = await step(target, rate, items, () => measure(target, `${target.base}/predict`, bodies, load(rate, stepS), []))
           const point = { ...(against ? { side } : {}), ...p, ...(sizes ? { sizes } : {}) }
           done.push(point)
           results.points.push(point)
